@@ -1,0 +1,129 @@
+"""The tables. Their shape changes only through an Alembic migration in migrations/versions/."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Index, MetaData, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+# Deterministic constraint names, so migrations can name what they alter or drop.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+STEP_STATUSES = ("succeeded", "failed", "skipped")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now; every timestamp column is `timestamptz`."""
+    return datetime.now(UTC)
+
+
+def _ts(**kwargs: Any) -> Any:
+    return Field(sa_type=DateTime(timezone=True), **kwargs)  # type: ignore[call-overload]
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    # Stored lower-cased so uniqueness is case-insensitive without citext.
+    email: str = Field(max_length=320, unique=True)
+    password_hash: str
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class RefreshToken(SQLModel, table=True):
+    """One row per issued refresh token, so refresh can rotate and revoke them."""
+
+    __tablename__ = "refresh_tokens"
+
+    jti: uuid.UUID = Field(primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    expires_at: datetime = _ts()
+    revoked_at: datetime | None = _ts(default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Workflow(SQLModel, table=True):
+    __tablename__ = "workflows"
+    __table_args__ = (Index("ix_workflows_owner_created", "owner_id", "created_at", "id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
+    name: str = Field(max_length=200)
+    description: str = Field(default="", max_length=2000)
+    active: bool = True
+    version: int = 1
+    nodes: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONB)
+    # Holds the signature secret: never serialised by the API as it is stored.
+    trigger: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    webhook_token_hash: str = Field(max_length=64, unique=True)
+    webhook_nonce: str = Field(max_length=64)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class WorkflowVersion(SQLModel, table=True):
+    """An immutable snapshot: a run executes the version it was accepted under."""
+
+    __tablename__ = "workflow_versions"
+
+    workflow_id: uuid.UUID = Field(
+        foreign_key="workflows.id", ondelete="CASCADE", primary_key=True
+    )
+    version: int = Field(primary_key=True)
+    nodes: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONB)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class WorkflowRun(SQLModel, table=True):
+    __tablename__ = "workflow_runs"
+    __table_args__ = (
+        # Stops a second run for the same delivery even when Redis lost the dedupe key.
+        UniqueConstraint("workflow_id", "idempotency_key", name="uq_workflow_runs_idempotency"),
+        Index("ix_workflow_runs_workflow_id_id", "workflow_id", text("id DESC")),
+    )
+
+    id: uuid.UUID = Field(primary_key=True)
+    workflow_id: uuid.UUID = Field(foreign_key="workflows.id", ondelete="CASCADE")
+    owner_id: uuid.UUID = Field(index=True)
+    workflow_version: int
+    status: str = Field(default="queued", max_length=16)
+    trigger: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    attempt: int = 0
+    error: str | None = None
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    retry_of: uuid.UUID | None = None
+    accepted_at: datetime = _ts(default_factory=utcnow)
+    started_at: datetime | None = _ts(default=None)
+    finished_at: datetime | None = _ts(default=None)
+    duration_ms: int | None = None
+
+
+class RunStep(SQLModel, table=True):
+    __tablename__ = "run_steps"
+    __table_args__ = (Index("ix_run_steps_run_position", "run_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger)
+    run_id: uuid.UUID = Field(foreign_key="workflow_runs.id", ondelete="CASCADE")
+    position: int
+    node_id: str = Field(max_length=64)
+    type: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    input: Any = Field(default=None, sa_type=JSONB, nullable=True)
+    output: Any = Field(default=None, sa_type=JSONB, nullable=True)
+    error: str | None = None
+    attempt: int = 1
+    started_at: datetime | None = _ts(default=None)
+    duration_ms: int | None = None
