@@ -29,10 +29,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".data")
 
     database_url: str = Field(
-        DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL", "AUTOMATEOS_DATABASE_URL")
+        DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "AUTOMATEOS_DATABASE_URL"),
     )
     redis_url: str = Field(
-        "redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL", "AUTOMATEOS_REDIS_URL")
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "AUTOMATEOS_REDIS_URL"),
     )
     db_pool_size: int = 10
 

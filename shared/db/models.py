@@ -79,9 +79,7 @@ class WorkflowVersion(SQLModel, table=True):
 
     __tablename__ = "workflow_versions"
 
-    workflow_id: uuid.UUID = Field(
-        foreign_key="workflows.id", ondelete="CASCADE", primary_key=True
-    )
+    workflow_id: uuid.UUID = Field(foreign_key="workflows.id", ondelete="CASCADE", primary_key=True)
     version: int = Field(primary_key=True)
     nodes: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONB)
     created_at: datetime = _ts(default_factory=utcnow)

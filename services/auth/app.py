@@ -1,0 +1,60 @@
+"""The auth service: accounts, tokens and the public keys that verify them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from services.auth.issuer import TokenIssuer
+from services.auth.keys import KeyRing
+from services.auth.ratelimit import LoginThrottle
+from services.auth.users.endpoints import router
+from shared.db.engine import create_engine, session_factory
+from shared.service import ReadinessCheck, build_app
+from shared.settings import get_settings
+from shared.tokens import TokenVerifier
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    engine = create_engine(settings)
+    redis_client = aioredis.Redis.from_url(settings.redis_url)
+    keys = KeyRing(settings.keys_dir, generate_if_empty=settings.env == "local")
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.redis = redis_client
+    app.state.keys = keys
+    app.state.issuer = TokenIssuer(keys, settings)
+    app.state.verifier = TokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience)
+    app.state.throttle = LoginThrottle(
+        redis_client, settings.login_max_failures, settings.login_lockout_seconds
+    )
+    try:
+        yield
+    finally:
+        await redis_client.aclose()
+        await engine.dispose()
+
+
+def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:
+    async def database() -> None:
+        async with app.state.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def redis() -> None:
+        await app.state.redis.ping()
+
+    return {"database": database, "redis": redis}
+
+
+def create_app() -> FastAPI:
+    app = build_app(
+        service="auth", title="AutomateOS auth", lifespan=lifespan, readiness=_readiness
+    )
+    app.include_router(router)
+    return app

@@ -1,0 +1,122 @@
+"""The queue contract between the enqueuers (ingest, workflows) and the worker.
+
+One RQ job per run on `rq:queue:<queue name>`: job id = run id, the function named by its dotted
+path (so no enqueuer imports the worker), JSON serialised, one argument: a `RunJob`.
+
+RQ's own `Queue.enqueue_call` speaks the synchronous Redis client, which would block an asyncio
+service. We let RQ build the exact commands it would send into a sync pipeline that never touches
+the network, then replay them on the async client in one MULTI/EXEC round trip. The job is
+therefore written byte-for-byte as RQ writes it, whatever RQ version is installed, and a test
+proves a real RQ worker runs it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, TypedDict
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+JOB_FUNCTION = "services.worker.jobs.execute_run"
+RQ_QUEUE_PREFIX = "rq:queue:"
+RQ_JOB_PREFIX = "rq:job:"
+# The run record in PostgreSQL is the result; keeping RQ's copy costs Redis writes for nothing.
+RESULT_TTL_SECONDS = 0
+FAILURE_TTL_SECONDS = 7 * 24 * 3600
+
+
+class TriggerRequest(TypedDict):
+    body: Any
+    headers: dict[str, str]
+    query: dict[str, Any]
+    method: str
+    received_at: str
+
+
+class RunJob(TypedDict):
+    run_id: str
+    workflow_id: str
+    owner_id: str
+    workflow_version: int
+    trigger: TriggerRequest
+    idempotency_key: str | None
+    traceparent: str | None
+    retry_of: str | None
+
+
+def queue_key(queue_name: str) -> str:
+    """The Redis list RQ workers pop from (KEDA's list trigger must name exactly this)."""
+    return RQ_QUEUE_PREFIX + queue_name
+
+
+def job_key(run_id: str) -> str:
+    return RQ_JOB_PREFIX + run_id
+
+
+class RunEnqueuer:
+    """Puts `RunJob`s on the queue with the async Redis client, one round trip per job."""
+
+    def __init__(self, client: aioredis.Redis, queue_name: str, job_timeout_s: int) -> None:
+        self.client = client
+        self.queue_name = queue_name
+        self.job_timeout_s = job_timeout_s
+        # Never connects: it only gives RQ something to build a pipeline on.
+        self._offline = redis.Redis(host="offline.invalid", port=1)
+        self._queue = Queue(queue_name, connection=self._offline, serializer=JSONSerializer)
+        # RQ would ask the server (a blocking INFO) when building a job; the answer only
+        # matters to RQ for features we do not use.
+        self._queue.redis_server_version = (7, 0, 0)
+
+    def commands(self, job: RunJob) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        """The Redis commands RQ sends to enqueue `job` (pure CPU, no I/O)."""
+        pipe = self._offline.pipeline(transaction=True)
+        self._queue.enqueue_call(
+            JOB_FUNCTION,
+            args=(job,),
+            job_id=job["run_id"],
+            timeout=self.job_timeout_s,
+            result_ttl=RESULT_TTL_SECONDS,
+            failure_ttl=FAILURE_TTL_SECONDS,
+            description=f"run {job['run_id']} of workflow {job['workflow_id']}",
+            pipeline=pipe,
+        )
+        return [(command.args, command.options) for command in pipe.command_stack]
+
+    def add_to(self, pipeline: aioredis.client.Pipeline, job: RunJob) -> None:
+        """Queue the job's commands on a caller's async pipeline (to batch with other writes)."""
+        for args, options in self.commands(job):
+            pipeline.execute_command(*args, **options)
+
+    async def enqueue(self, job: RunJob) -> None:
+        """Store the job in Redis; returns only once Redis has it (raises on any failure)."""
+        async with self.client.pipeline(transaction=True) as pipeline:
+            self.add_to(pipeline, job)
+            await pipeline.execute()
+
+
+def decode_job_data(raw: bytes) -> RunJob | None:
+    """The `RunJob` inside an RQ job hash's `data` field, or None if it is not one of ours."""
+    try:
+        func, _instance, args, _kwargs = orjson.loads(zlib.decompress(raw))
+    except (zlib.error, orjson.JSONDecodeError, ValueError, TypeError):
+        return None
+    if func != JOB_FUNCTION or not args or not isinstance(args[0], dict):
+        return None
+    job: RunJob = args[0]  # type: ignore[assignment]
+    return job
+
+
+async def fetch_queued_job(client: aioredis.Redis, run_id: str) -> tuple[str, RunJob] | None:
+    """RQ's status and our payload for a run whose job is still in Redis, else None."""
+    status, data = await client.hmget(job_key(run_id), ["status", "data"])
+    if data is None:
+        return None
+    job = decode_job_data(data)
+    if job is None:
+        return None
+    status_text = status.decode() if isinstance(status, bytes) else str(status or "queued")
+    return status_text, job
