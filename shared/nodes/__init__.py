@@ -1,0 +1,42 @@
+"""The node plugin surface: contract, templating, discovery, validation and the egress guard.
+
+Node files and services import from here; the submodules are free to change behind it.
+"""
+
+from shared.nodes.contract import (
+    Halt,
+    NodeContext,
+    NodeDefinition,
+    NodeError,
+    NodeSettings,
+    NodeSpec,
+    RetryableNodeError,
+    RetryPolicy,
+)
+from shared.nodes.egress import EgressDenied, EgressPolicy, build_http_client
+from shared.nodes.loader import NodeRegistry, load_registry
+from shared.nodes.templating import TemplateError, check_syntax, is_template, render
+from shared.nodes.validation import Issue, issues_to_detail, validate_nodes
+
+__all__ = [
+    "EgressDenied",
+    "EgressPolicy",
+    "Halt",
+    "Issue",
+    "NodeContext",
+    "NodeDefinition",
+    "NodeError",
+    "NodeRegistry",
+    "NodeSettings",
+    "NodeSpec",
+    "RetryPolicy",
+    "RetryableNodeError",
+    "TemplateError",
+    "build_http_client",
+    "check_syntax",
+    "is_template",
+    "issues_to_detail",
+    "load_registry",
+    "render",
+    "validate_nodes",
+]
