@@ -37,7 +37,9 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, deadline_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, deadline_s: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until 127.0.0.1:port accepts connections, the process dies, or the deadline."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -49,7 +51,9 @@ def wait_for_port(port: int, deadline_s: float, proc: subprocess.Popen[bytes] | 
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {deadline_s}s")
 
 
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15
+) -> None:
     """Signal one process by its pid, wait, and kill it if it does not go in time."""
     if proc.poll() is not None:
         return
@@ -162,7 +166,14 @@ class PostgresServer:
         args += ["-k", str(self.base_dir), "-c", "max_connections=300"]
         if not self.durable:
             # Test databases are thrown away: trade crash safety for speed.
-            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            args += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
         log = open(self.base_dir / "postgres.log", "ab")  # noqa: SIM115 - lives with the server
         self.proc = subprocess.Popen(
             args,
@@ -182,7 +193,15 @@ class PostgresServer:
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
             probe = subprocess.run(
-                [self._bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+                [
+                    self._bin("pg_isready"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                ],
                 capture_output=True,
                 check=False,
             )
@@ -200,8 +219,10 @@ class PostgresServer:
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL through psql (used for setup, never on a request path)."""
         done = subprocess.run(
-            [self._bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
-            + ["-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+            [
+                *[self._bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+                *["-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+            ],
             capture_output=True,
             check=True,
             text=True,

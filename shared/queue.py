@@ -115,7 +115,7 @@ async def fetch_queued_job(client: aioredis.Redis, run_id: str) -> tuple[str, Ru
     status, data = await client.hmget(job_key(run_id), ["status", "data"])
     if data is None:
         return None
-    job = decode_job_data(data)
+    job = decode_job_data(data if isinstance(data, bytes) else data.encode())
     if job is None:
         return None
     status_text = status.decode() if isinstance(status, bytes) else str(status or "queued")

@@ -64,9 +64,9 @@ class RequestMetricsMiddleware:
             HTTP_LATENCY.labels(self.service, method, template).observe(time.perf_counter() - start)
 
 
-async def _run_check(name: str, check: ReadinessCheck, timeout: float) -> tuple[str, str | None]:
+async def _run_check(name: str, check: ReadinessCheck, limit_s: float) -> tuple[str, str | None]:
     try:
-        await asyncio.wait_for(check(), timeout)
+        await asyncio.wait_for(check(), limit_s)
     except Exception as exc:  # any failure means not ready; say which and why
         return name, f"{type(exc).__name__}: {exc}"[:300]
     return name, None

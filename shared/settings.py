@@ -117,7 +117,7 @@ def _local_secret(path: Path) -> str:
     tmp.write_text(value)
     tmp.chmod(0o600)
     try:
-        tmp.link(path)
+        path.hardlink_to(tmp)
     except FileExistsError:
         pass
     finally:

@@ -25,7 +25,9 @@ class LoginThrottle:
         """Seconds until another attempt is allowed, or None when attempts are allowed now."""
         email_key, address_key = self._keys(email, address)
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.get(email_key).ttl(email_key).get(address_key).ttl(address_key)
+            for key in (email_key, address_key):
+                pipe.get(key)
+                pipe.ttl(key)
             by_email, email_ttl, by_address, address_ttl = await pipe.execute()
         waits = []
         if by_email is not None and int(by_email) >= self.max_failures:

@@ -30,7 +30,7 @@ def utcnow() -> datetime:
 
 
 def _ts(**kwargs: Any) -> Any:
-    return Field(sa_type=DateTime(timezone=True), **kwargs)  # type: ignore[call-overload]
+    return Field(sa_type=DateTime(timezone=True), **kwargs)
 
 
 class User(SQLModel, table=True):

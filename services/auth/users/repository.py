@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from shared.db.models import RefreshToken, User
 
@@ -16,7 +17,7 @@ class UserRepository:
         self.session = session
 
     async def by_email(self, email: str) -> User | None:
-        result = await self.session.execute(select(User).where(User.email == email))
+        result = await self.session.execute(select(User).where(col(User.email) == email))
         return result.scalar_one_or_none()
 
     async def by_id(self, user_id: uuid.UUID) -> User | None:
@@ -38,7 +39,7 @@ class UserRepository:
         """Revoke an unrevoked token and return it; None when unknown or already revoked."""
         result = await self.session.execute(
             update(RefreshToken)
-            .where(RefreshToken.jti == jti, RefreshToken.revoked_at.is_(None))  # type: ignore[union-attr]
+            .where(col(RefreshToken.jti) == jti, col(RefreshToken.revoked_at).is_(None))
             .values(revoked_at=datetime.now(UTC))
             .returning(RefreshToken)
         )
@@ -47,6 +48,6 @@ class UserRepository:
     async def revoke_all_refresh_tokens(self, user_id: uuid.UUID) -> None:
         await self.session.execute(
             update(RefreshToken)
-            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))  # type: ignore[union-attr]
+            .where(col(RefreshToken.user_id) == user_id, col(RefreshToken.revoked_at).is_(None))
             .values(revoked_at=datetime.now(UTC))
         )
