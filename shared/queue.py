@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 import orjson
 import redis
 import redis.asyncio as aioredis
-from rq import Queue
+from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
 JOB_FUNCTION = "services.worker.jobs.execute_run"
@@ -27,6 +27,9 @@ RQ_JOB_PREFIX = "rq:job:"
 # The run record in PostgreSQL is the result; keeping RQ's copy costs Redis writes for nothing.
 RESULT_TTL_SECONDS = 0
 FAILURE_TTL_SECONDS = 7 * 24 * 3600
+# The engine records node failures itself, so an RQ-level failure means the job never finished:
+# its worker died, or it timed out. Re-queue it; the run is keyed by run_id, so it resumes.
+JOB_RETRIES = 3
 
 
 class TriggerRequest(TypedDict):
@@ -81,10 +84,15 @@ class RunEnqueuer:
             timeout=self.job_timeout_s,
             result_ttl=RESULT_TTL_SECONDS,
             failure_ttl=FAILURE_TTL_SECONDS,
+            retry=Retry(max=JOB_RETRIES),
             description=f"run {job['run_id']} of workflow {job['workflow_id']}",
             pipeline=pipe,
         )
-        return [(command.args, command.options) for command in pipe.command_stack]
+        # redis-py buffers (args, options) pairs; newer releases wrap them in an object.
+        return [
+            (entry.args, entry.options) if hasattr(entry, "args") else (entry[0], entry[1])
+            for entry in pipe.command_stack
+        ]
 
     def add_to(self, pipeline: aioredis.client.Pipeline, job: RunJob) -> None:
         """Queue the job's commands on a caller's async pipeline (to batch with other writes)."""
