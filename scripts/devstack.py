@@ -1,0 +1,172 @@
+"""`make up`: the whole stack on one machine, no Docker.
+
+Starts embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL point at real ones), applies
+the migrations, starts every service on its port with prefixed logs, and stops everything on
+Ctrl-C. Data lives in `.data/` (AUTOMATEOS_DATA_DIR) across restarts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from scripts.localinfra import (
+    PostgresServer,
+    RedisServer,
+    reachable_by_others,
+    running_as_root,
+    stop_process,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+COLOURS = {"auth": 36, "workflows": 35, "ingest": 33, "worker": 32, "postgres": 34, "redis": 31}
+SERVICES = (("auth", 8001), ("workflows", 8002), ("ingest", 8003))
+
+
+def _say(prefix: str, line: str) -> None:
+    colour = COLOURS.get(prefix, 37)
+    tag = f"\033[{colour}m{prefix:>9} |\033[0m" if sys.stdout.isatty() else f"{prefix:>9} |"
+    sys.stdout.write(f"{tag} {line}\n")
+    sys.stdout.flush()
+
+
+def _pump(prefix: str, stream: IO[bytes]) -> None:
+    for raw in iter(stream.readline, b""):
+        _say(prefix, raw.decode(errors="replace").rstrip())
+
+
+def _postgres_dir(data_dir: Path) -> Path:
+    """Where PostgreSQL keeps its files: in the data folder when its user can reach it.
+
+    As root, PostgreSQL runs as 'nobody', which cannot enter a checkout under a private home
+    folder. Rather than loosen permissions we do not own, keep the cluster under the system temp
+    folder, in a path derived from the checkout so restarts find it again.
+    """
+    wanted = data_dir / "postgres"
+    if not running_as_root() or reachable_by_others(data_dir.resolve()):
+        return wanted
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    fallback = Path("/var/tmp") / f"automateos-{digest}" / "postgres"  # noqa: S108 - see above
+    fallback.parent.mkdir(parents=True, exist_ok=True)
+    fallback.parent.chmod(0o755)
+    _say("postgres", f"{data_dir} is not reachable by 'nobody'; keeping PostgreSQL in {fallback}")
+    return fallback
+
+
+def _wait_ready(name: str, url: str, proc: subprocess.Popen[bytes], deadline_s: float) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{name} did not become ready at {url}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.devstack")
+    parser.add_argument("command", choices=["up"])
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--pg-port", type=int, default=int(os.environ.get("AUTOMATEOS_DEV_PG_PORT", 55432))
+    )
+    parser.add_argument(
+        "--redis-port", type=int, default=int(os.environ.get("AUTOMATEOS_DEV_REDIS_PORT", 56379))
+    )
+    args = parser.parse_args()
+
+    data_dir = Path(os.environ.get("AUTOMATEOS_DATA_DIR", ROOT / ".data")).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "AUTOMATEOS_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    infra: list[PostgresServer | RedisServer] = []
+    services: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = threading.Event()
+
+    def _stop(_signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        if "DATABASE_URL" not in os.environ:
+            postgres = PostgresServer(_postgres_dir(data_dir), port=args.pg_port).start()
+            infra.append(postgres)
+            if not postgres.psql("SELECT 1 FROM pg_database WHERE datname = 'automateos'").strip():
+                postgres.create_database("automateos")
+            env["DATABASE_URL"] = postgres.url_for("automateos")
+            _say("postgres", f"ready on 127.0.0.1:{postgres.port} (data: {postgres.base_dir})")
+        if "REDIS_URL" not in os.environ:
+            redis_server = RedisServer(data_dir / "redis", port=args.redis_port).start()
+            infra.append(redis_server)
+            env["REDIS_URL"] = redis_server.url
+            _say("redis", f"ready on 127.0.0.1:{redis_server.port} (append-only file on)")
+
+        subprocess.run(
+            [sys.executable, "-m", "shared.db", "upgrade"], cwd=ROOT, env=env, check=True
+        )
+        _say("postgres", "migrations applied")
+
+        commands = [(name, ["--port", str(port)]) for name, port in SERVICES]
+        commands.append(("worker", ["--processes", str(args.workers)]))
+        for name, extra in commands:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}", *extra],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us; we stop services in order
+            )
+            assert proc.stdout is not None
+            threading.Thread(target=_pump, args=(name, proc.stdout), daemon=True).start()
+            services.append((name, proc))
+
+        metrics_port = int(env.get("AUTOMATEOS_METRICS_PORT", "9100"))
+        urls = [(name, f"http://127.0.0.1:{port}/readyz") for name, port in SERVICES]
+        urls.append(("worker", f"http://127.0.0.1:{metrics_port}/readyz"))
+        for (name, url), (_, proc) in zip(urls, services, strict=True):
+            _wait_ready(name, url, proc, 60)
+        print(
+            "\nAutomateOS is up:\n"
+            "  auth       http://127.0.0.1:8001  (/auth/register, /auth/login, /docs)\n"
+            "  workflows  http://127.0.0.1:8002  (/workflows, /runs, /nodes, /docs)\n"
+            "  ingest     http://127.0.0.1:8003  (/hooks/<token>)\n"
+            f"  worker     {args.workers} processes, metrics on http://127.0.0.1:{metrics_port}/metrics\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while not stopping.wait(0.5):
+            for name, proc in services:
+                if proc.poll() is not None:
+                    _say(name, f"exited with {proc.returncode}; stopping the stack")
+                    return 1
+        return 0
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+        _say("devstack", f"failed: {exc}")
+        return 1
+    finally:
+        for _name, proc in reversed(services):
+            proc.send_signal(signal.SIGTERM)
+        for _name, proc in reversed(services):
+            stop_process(proc, timeout=30)
+        for server in reversed(infra):
+            server.stop()
+        _say("devstack", "stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
