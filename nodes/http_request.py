@@ -32,7 +32,8 @@ class HttpRequestParams(BaseModel):
     url: Annotated[str, Field(min_length=1, max_length=8192)]
     headers: dict[str, str] | None = None
     query: dict[str, Scalar | list[Scalar] | None] | None = Field(
-        default=None, description="query parameters, added to any already in the URL"
+        default=None,
+        description="query parameters merged into the URL's own (these win on a clash)",
     )
     # Aliased because `json` is a (deprecated) BaseModel method name.
     json_: Any = Field(default=None, alias="json", description="sent as a JSON body")
@@ -138,11 +139,14 @@ async def run(ctx: NodeContext, params: HttpRequestParams) -> dict[str, Any]:
         content = params.body.encode()
     # Continue the run's trace in the called service; a no-op without a configured tracer.
     propagate.inject(headers)
+    url = httpx.URL(params.url)
+    if params.query:
+        # httpx's `params=` would drop the query already in the URL; merge instead.
+        url = url.copy_merge_params(_query_params(params.query))
     request = ctx.http.build_request(
         params.method,
-        params.url,
+        url,
         headers=headers,
-        params=_query_params(params.query) if params.query else None,
         content=content,
         timeout=httpx.Timeout(params.timeout_s) if params.timeout_s else httpx.USE_CLIENT_DEFAULT,
     )
