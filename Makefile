@@ -29,6 +29,7 @@ lint: $(STAMP) ## ruff lint + format check, mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy shared services nodes scripts
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP) ## apply ruff formatting and fixes
 	$(VENV)/bin/ruff format .
