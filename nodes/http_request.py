@@ -26,7 +26,9 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 class HttpRequestParams(BaseModel):
     """Params of the `http_request` node."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Whole-expression templates keep their type, so `"X-Order": "{{ trigger.body.id }}"` may
+    # render to 42; a header or body wants its text rather than a validation failure.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, coerce_numbers_to_str=True)
 
     method: Method = "GET"
     url: Annotated[str, Field(min_length=1, max_length=8192)]

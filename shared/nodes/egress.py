@@ -254,7 +254,8 @@ def build_http_client(policy: EgressPolicy, *, timeout: float = 30.0) -> httpx.A
     # httpx offers no parameter for the network backend, so the pool it built is replaced by an
     # identical one that connects through the guard.
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        # SSL_CERT_FILE/SSL_CERT_DIR stay honoured: a custom CA is operator config, not a bypass.
+        ssl_context=httpx.create_ssl_context(),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

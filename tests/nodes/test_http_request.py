@@ -193,3 +193,11 @@ class TestRetryAfterParsing:
     def test_garbage_is_none(self):
         assert parse_retry_after("soon") is None
         assert parse_retry_after(None) is None
+
+
+class TestRenderedTypes:
+    def test_numbers_rendered_into_text_fields_become_text(self):
+        params = HttpRequestParams.model_validate(
+            {"url": "http://x.org", "headers": {"X-Order": 42}, "body": 1.5}
+        )
+        assert (params.headers, params.body) == ({"X-Order": "42"}, "1.5")
