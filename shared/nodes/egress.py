@@ -175,7 +175,7 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         self, policy: EgressPolicy, backend: httpcore.AsyncNetworkBackend | None = None
     ) -> None:
         self._policy = policy
-        # The guard resolves with asyncio, so the sockets are opened by anyio on the same loop.
+        # httpcore's own choice under asyncio; only the address it is given changes.
         self._backend = backend or httpcore.AnyIOBackend()
 
     async def _resolve(self, host: str, port: int, lookup_timeout: float | None) -> list[IPAddress]:
