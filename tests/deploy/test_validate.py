@@ -1,0 +1,62 @@
+"""The chart lints strictly and renders valid objects for the oldest and newest Kubernetes
+we support.
+
+kubernetes-validate knows the built-in kinds only; the custom resources (KEDA, Prometheus Operator)
+get structural checks of the fields we set in test_manifests.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.deploy.chart import CHART, CI_VALUES, helm_env, render
+
+KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")
+CUSTOM_KINDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("major", [3, 4])
+def test_lint_strict(request: pytest.FixtureRequest, major: int, values) -> None:
+    helm = request.getfixturevalue("helm" if major == 3 else "helm4")
+    done = subprocess.run(
+        [helm, "lint", "--strict", str(CHART), "-f", str(values)],
+        capture_output=True,
+        text=True,
+        env=helm_env(),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("major", [3, 4])
+def test_rendered_objects_pass_strict_validation(
+    request: pytest.FixtureRequest, major: int, version: str, ci_values
+) -> None:
+    kv = pytest.importorskip("kubernetes_validate")
+    helm = request.getfixturevalue("helm" if major == 3 else "helm4")
+    manifest = render(helm, ci_values)
+    failures = []
+    for obj in manifest.objects:
+        if (obj["apiVersion"], obj["kind"]) in CUSTOM_KINDS:
+            continue
+        try:
+            kv.validate(obj, version, strict=True)
+        except Exception as exc:  # ValidationError, SchemaNotFoundError
+            failures.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc}")
+    assert not failures, "\n".join(failures)
+
+
+def test_helm3_and_helm4_render_the_same(helm: str, helm4: str) -> None:
+    # The value set with every secret given explicitly renders deterministically.
+    values = CHART / "ci" / "ingress-tls-values.yaml"
+    assert render(helm, values).objects == render(helm4, values).objects
