@@ -1,0 +1,1 @@
+"""`/hooks/{token}`: resolve the token, verify, parse, deduplicate, enqueue."""

@@ -1,0 +1,189 @@
+"""Turn a raw HTTP request into the `trigger` a run sees: body, headers, query, trace context.
+
+Everything here is pure CPU on bytes the endpoint already holds, written for the hot path: the
+common cases (JSON body, a handful of headers, an empty query) take the shortest branch, and the
+slower, more forgiving parsers only run when the fast one has already failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+REDACTED = "[redacted]"
+
+# Header values that carry credentials or signatures: a run record must never show them, and
+# run records are readable by anyone who can read the workflow.
+ALWAYS_REDACTED = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-hub-signature",
+        "x-hub-signature-256",
+        "webhook-signature",
+        "x-internal-token",
+    }
+)
+
+# W3C Trace Context: version-traceid-parentid-flags, lower-case hex. Version ff is invalid, and
+# all-zero ids are invalid; a future version may append fields after the flags.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+
+class MalformedRequest(ValueError):
+    """The request cannot become a trigger; the message is the 400's detail."""
+
+
+def parse_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI headers as a dict with lower-case names; repeated headers joined with ", "."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        # ASGI servers already lower-case names; lower() again costs nanoseconds and keeps the
+        # contract ("header names are lower-case") independent of the server.
+        name = raw_name.decode("latin-1").lower()
+        try:
+            value = raw_value.decode()
+        except UnicodeDecodeError:
+            # Not UTF-8: latin-1 maps every byte, so nothing the sender sent is lost.
+            value = raw_value.decode("latin-1")
+        previous = headers.get(name)
+        headers[name] = value if previous is None else f"{previous}, {value}"
+    return headers
+
+
+def redact(headers: dict[str, str], names: frozenset[str]) -> None:
+    """Replace, in place, the values of the named headers (lower-case) with a marker."""
+    for name in names:
+        if name in headers:
+            headers[name] = REDACTED
+
+
+def parse_query(query_string: bytes) -> dict[str, Any]:
+    """The query string as an object; a repeated key becomes a list of its values."""
+    if not query_string:
+        return {}
+    return _pairs_to_object(
+        parse_qsl(query_string.decode(errors="replace"), keep_blank_values=True, errors="replace")
+    )
+
+
+def parse_body(body: bytes, content_type: str | None) -> Any:
+    """The body as the run sees it, chosen by content type.
+
+    JSON types (`application/json`, `*+json`) → the parsed value (malformed → MalformedRequest);
+    `application/x-www-form-urlencoded` → an object; `text/*` → a string; empty → None; anything
+    else (binary, multipart) → `{content_type, encoding: "base64", data, size}`.
+    """
+    if not body:
+        return None
+    media, charset = _media_type(content_type)
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _parse_json_leniently(body, charset, exc)
+    if media == "application/x-www-form-urlencoded":
+        return _parse_form(body, charset or "utf-8")
+    if media.startswith("text/"):
+        return _decode_text(body, charset or "utf-8")
+    return {
+        "content_type": content_type or "application/octet-stream",
+        "encoding": "base64",
+        "data": base64.b64encode(body).decode("ascii"),
+        "size": len(body),
+    }
+
+
+def valid_traceparent(value: str | None) -> str | None:
+    """The incoming W3C `traceparent` if it is well formed, else None (never an error)."""
+    if not value:
+        return None
+    match = _TRACEPARENT.fullmatch(value.strip())
+    if match is None:
+        return None
+    version, trace_id, span_id, _flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest):
+        return None
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    return match.group(0)
+
+
+def _media_type(content_type: str | None) -> tuple[str, str | None]:
+    """(`type/subtype` lower-cased, charset parameter or None)."""
+    if not content_type:
+        return "", None
+    media, _, params = content_type.partition(";")
+    charset = None
+    if params:
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "charset":
+                charset = value.strip().strip('"').lower() or None
+    return media.strip().lower(), charset
+
+
+def _parse_json_leniently(body: bytes, charset: str | None, error: Exception) -> Any:
+    """The slow path after orjson refused: other charsets, integers beyond 64 bits.
+
+    The standard library accepts both; what it refuses too is malformed, and its message says
+    where. NaN and Infinity stay refused: they are not JSON and PostgreSQL's jsonb rejects them.
+    """
+    encoding = charset if charset and charset not in ("utf-8", "utf8") else "utf-8"
+    try:
+        text = body.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        raise MalformedRequest(f"malformed JSON body: not valid {encoding}") from error
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise MalformedRequest("malformed JSON body: nested too deeply") from error
+    except ValueError as exc:
+        raise MalformedRequest(f"malformed JSON body: {exc}") from error
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_form(body: bytes, charset: str) -> dict[str, Any]:
+    try:
+        text = body.decode(charset)
+    except UnicodeDecodeError:
+        raise MalformedRequest(f"malformed form body: not valid {charset}") from None
+    except LookupError:
+        raise MalformedRequest(f"malformed form body: unknown charset {charset!r}") from None
+    return _pairs_to_object(
+        parse_qsl(text, keep_blank_values=True, encoding=charset, errors="replace")
+    )
+
+
+def _decode_text(body: bytes, charset: str) -> str:
+    # A text body is kept whatever its bytes: a wrong charset label should not lose the event.
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        charset = "utf-8"
+    return body.decode(charset, errors="replace")
+
+
+def _pairs_to_object(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        previous = result.get(key)
+        if previous is None:
+            result[key] = value
+        elif isinstance(previous, list):
+            previous.append(value)
+        else:
+            result[key] = [previous, value]
+    return result

@@ -1,0 +1,188 @@
+"""Token → workflow: an in-process cache over Redis, over the workflows service.
+
+The hot path is a dict lookup: records are cached for `hook_cache_seconds` (0.5 s), short enough
+that a rotated token or a deactivated workflow stops being accepted within a second, long enough
+that a busy webhook costs Redis one GET per half second instead of one per request. Unknown
+tokens are cached the same way, so a sender hammering a revoked URL costs nothing either.
+
+On a Redis miss (the record was never mirrored, or Redis lost it) we ask the workflows service,
+which reads PostgreSQL. We never write its answer back to Redis: the workflows service owns those
+keys, and a write-back racing a rotation could resurrect a revoked token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+import httpx
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from services.ingest.hooks.payload import ALWAYS_REDACTED
+from services.ingest.hooks.signatures import Verifier, build_verifier
+from shared.hooks import HookRecord, decode_record, hook_key, token_hash
+
+log = logging.getLogger(__name__)
+
+DEDUPE_KEY_PREFIX = "automateos:dedupe:"
+# A token is what fits in a URL path segment unescaped; ours are 43 base64url characters. Anything
+# else cannot be one of ours, so it is unknown without costing Redis or the workflows service.
+_TOKEN = re.compile(r"[A-Za-z0-9._~-]{1,256}")
+
+RecordSource = Callable[[str], Awaitable[HookRecord | None]]
+
+
+class HookLookupFailed(Exception):
+    """Neither Redis nor the workflows service could say whether the token exists (→ 503)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """A routing record compiled once for the hot path: the verifier is built, the secret
+    decoded, the headers to redact and the dedupe key prefix computed."""
+
+    workflow_id: str
+    owner_id: str
+    version: int
+    active: bool
+    verifier: Verifier | None
+    redacted_headers: frozenset[str]
+    dedupe_prefix: str
+
+
+def compile_record(record: HookRecord) -> Hook | None:
+    """The `Hook` for a routing record, or None if the record is malformed."""
+    workflow_id = record.get("workflow_id")
+    owner_id = record.get("owner_id")
+    version = record.get("version")
+    if not isinstance(workflow_id, str) or not isinstance(owner_id, str):
+        return None
+    if not isinstance(version, int) or isinstance(version, bool):
+        return None
+    verifier = build_verifier(record.get("signature"))
+    redacted = ALWAYS_REDACTED | verifier.secret_headers if verifier else ALWAYS_REDACTED
+    return Hook(
+        workflow_id=workflow_id,
+        owner_id=owner_id,
+        version=version,
+        # Anything but an explicit true is inactive: a half-written record must not accept.
+        active=record.get("active") is True,
+        verifier=verifier,
+        redacted_headers=redacted,
+        dedupe_prefix=f"{DEDUPE_KEY_PREFIX}{workflow_id}:",
+    )
+
+
+class InternalHookSource:
+    """`GET {workflows}/internal/hooks/{token_hash}` with the shared internal token."""
+
+    def __init__(self, client: httpx.AsyncClient, internal_token: str) -> None:
+        self._client = client
+        self._headers = {"X-Internal-Token": internal_token}
+
+    async def fetch(self, hashed: str) -> HookRecord | None:
+        """The record (200), None when the workflows service does not know the hash (404).
+
+        Anything else (down, slow, 5xx, refused credentials) raises HookLookupFailed: we cannot
+        tell an unknown token from an outage, and a 404 would make senders give up.
+        """
+        try:
+            response = await self._client.get(f"/internal/hooks/{hashed}", headers=self._headers)
+        except httpx.HTTPError as exc:
+            raise HookLookupFailed(f"workflows service unreachable: {exc!r}") from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise HookLookupFailed(f"workflows service answered {response.status_code}")
+        record = decode_record(response.content)
+        if record is None:
+            raise HookLookupFailed("workflows service sent a malformed routing record")
+        return record
+
+
+class HookResolver:
+    """Resolves webhook tokens with a bounded, short-lived cache (positive and negative)."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        fallback: RecordSource,
+        ttl_s: float,
+        *,
+        max_entries: int = 10_000,
+        max_fallback_calls: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = redis
+        self._fallback = fallback
+        self._ttl = ttl_s
+        self._max_entries = max_entries
+        self._clock = clock
+        # hash → (expires at, hook or None for unknown); insertion order is expiry order.
+        self._entries: OrderedDict[str, tuple[float, Hook | None]] = OrderedDict()
+        # One lookup per hash at a time: a burst on a cold cache costs one GET, not hundreds.
+        self._inflight: dict[str, asyncio.Task[Hook | None]] = {}
+        # A flood of random tokens must not become a flood of calls to the workflows service.
+        self._fallback_slots = asyncio.Semaphore(max_fallback_calls)
+
+    async def resolve(self, token: str) -> Hook | None:
+        """The hook for a URL token, None if unknown; raises HookLookupFailed on an outage."""
+        if _TOKEN.fullmatch(token) is None:
+            return None
+        hashed = token_hash(token)
+        entry = self._entries.get(hashed)
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        task = self._inflight.get(hashed)
+        if task is None:
+            task = asyncio.create_task(self._load(hashed))
+            self._inflight[hashed] = task
+            task.add_done_callback(partial(self._landed, hashed))
+        # Shielded: one impatient client going away must not cancel the others' lookup.
+        return await asyncio.shield(task)
+
+    def _landed(self, hashed: str, task: asyncio.Task[Hook | None]) -> None:
+        if self._inflight.get(hashed) is task:
+            del self._inflight[hashed]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an unwaited failure is not logged as lost
+
+    async def _load(self, hashed: str) -> Hook | None:
+        try:
+            raw = await self._redis.get(hook_key(hashed))
+        except (RedisError, OSError, TimeoutError) as exc:
+            # Without Redis we could not enqueue anyway: fail fast instead of asking workflows.
+            raise HookLookupFailed(f"redis unavailable: {exc!r}") from exc
+        record = decode_record(raw) if raw is not None else None
+        hook = compile_record(record) if record is not None else None
+        if hook is None:
+            if record is not None:
+                log.warning("malformed routing record in redis; asking the workflows service")
+            async with self._fallback_slots:
+                record = await self._fallback(hashed)
+            if record is not None:
+                hook = compile_record(record)
+                if hook is None:
+                    raise HookLookupFailed("workflows service sent a malformed routing record")
+        self._store(hashed, hook)
+        return hook
+
+    def _store(self, hashed: str, hook: Hook | None) -> None:
+        now = self._clock()
+        self._entries.pop(hashed, None)
+        self._entries[hashed] = (now + self._ttl, hook)
+        # Entries share one TTL, so the oldest is first: drop expired ones and, if a flood of
+        # distinct tokens still overfills the cache, the oldest live ones.
+        entries = self._entries
+        while entries:
+            first_expiry = next(iter(entries.values()))[0]
+            if first_expiry > now and len(entries) <= self._max_entries:
+                break
+            entries.popitem(last=False)

@@ -1,0 +1,274 @@
+"""What happens to one delivery, from token to 202: the ingest service's decision flow.
+
+Order matters: checks that need no I/O and no body come first (size by Content-Length, token),
+the signature is checked on the raw bytes before any parsing, and the dedupe claim is taken only
+for a delivery that is otherwise acceptable, so a rejected request never consumes a key.
+
+Redis sees one MULTI per accepted delivery (the RQ job), plus one `SET NX GET` before it when the
+sender gave an idempotency key. A 202 goes out only after Redis acknowledged the MULTI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from prometheus_client import Counter
+from redis.exceptions import RedisError
+
+from services.ingest.hooks.payload import (
+    MalformedRequest,
+    parse_body,
+    parse_headers,
+    parse_query,
+    redact,
+    valid_traceparent,
+)
+from services.ingest.hooks.resolver import Hook, HookLookupFailed, HookResolver
+from services.ingest.hooks.signatures import SignatureRejected
+from shared.ids import uuid7
+from shared.queue import RunEnqueuer, RunJob
+
+log = logging.getLogger(__name__)
+
+WEBHOOKS = Counter(
+    "automateos_webhooks_total",
+    "Webhook deliveries received by /hooks/{token}, by outcome.",
+    ["outcome"],
+)
+# Children resolved once: a labels() lookup per request is measurable on the hot path.
+_OUTCOMES = {
+    name: WEBHOOKS.labels(name)
+    for name in (
+        "accepted",
+        "duplicate",
+        "bad_signature",
+        "too_large",
+        "unknown",
+        "inactive",
+        "bad_request",
+        "unavailable",
+    )
+}
+
+# Senders' delivery ids, in order of preference: an explicit Idempotency-Key wins.
+IDEMPOTENCY_HEADERS = (
+    ("idempotency-key", "Idempotency-Key"),
+    ("webhook-id", "webhook-id"),
+    ("x-github-delivery", "X-GitHub-Delivery"),
+)
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+# The dedupe claim lives this long until the job is stored, then gets the full window. If the
+# enqueue fails and even the DEL cannot reach Redis, the sender's retry is blocked (answered
+# with a run id that does not exist) for at most this long instead of for days.
+CLAIM_SECONDS = 30
+RETRY_AFTER_SECONDS = 5
+
+
+class BodyTooLarge(Exception):
+    """The body grew past the limit while it was streamed in."""
+
+
+BodyReader = Callable[[int], Awaitable[bytes | None]]
+"""Reads the whole body up to a byte limit (BodyTooLarge beyond); None if the client left."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A response: status, JSON body, extra headers."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    close: bool = False  # ask the server to drop the connection (body left unread)
+
+
+def _error(status: int, detail: str, *headers: tuple[bytes, bytes], close: bool = False) -> Reply:
+    return Reply(status, orjson.dumps({"detail": detail}), headers, close)
+
+
+# Fixed replies are encoded once.
+UNKNOWN = _error(404, "unknown webhook")
+INACTIVE = _error(409, "workflow is inactive")
+TOO_LARGE_DETAIL = "body exceeds the limit of {} bytes"
+_RETRY_AFTER = (b"retry-after", str(RETRY_AFTER_SECONDS).encode())
+QUEUE_UNAVAILABLE = _error(503, "queue unavailable, retry later", _RETRY_AFTER)
+LOOKUP_UNAVAILABLE = _error(503, "webhook lookup unavailable, retry later", _RETRY_AFTER)
+
+
+class QueueUnavailable(Exception):
+    """Redis did not confirm that it stored the job."""
+
+
+class RunStore:
+    """Writes accepted deliveries to Redis: the optional dedupe claim, then the RQ job."""
+
+    def __init__(self, redis: aioredis.Redis, enqueuer: RunEnqueuer, dedupe_ttl_s: int) -> None:
+        self._redis = redis
+        self._enqueuer = enqueuer
+        self._dedupe_ttl = dedupe_ttl_s
+        self._claim_ttl = min(CLAIM_SECONDS, dedupe_ttl_s)
+
+    async def store(self, job: RunJob, dedupe_key: str | None) -> tuple[str, bool]:
+        """Store `job` unless `dedupe_key` was claimed before: (run id, was it a duplicate).
+
+        Raises QueueUnavailable when Redis fails or times out; the claim is released then, so
+        the sender's retry can succeed. Raises ValueError/RecursionError when the job cannot be
+        serialised, before anything is written.
+        """
+        # Serialise before claiming the key: an unserialisable body must not consume it.
+        commands = self._enqueuer.commands(job)
+        run_id = job["run_id"]
+        try:
+            if dedupe_key is None:
+                await self._write(commands, None)
+                return run_id, False
+            # One command checks and claims: no window where two deliveries both see "new".
+            first = await self._redis.set(dedupe_key, run_id, nx=True, get=True, ex=self._claim_ttl)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise QueueUnavailable(repr(exc)) from exc
+        if first is not None:
+            return (first.decode() if isinstance(first, bytes) else str(first)), True
+        try:
+            await self._write(commands, dedupe_key)
+        except (RedisError, OSError, TimeoutError) as exc:
+            with suppress(RedisError, OSError, TimeoutError):
+                await self._redis.delete(dedupe_key)
+            raise QueueUnavailable(repr(exc)) from exc
+        return run_id, False
+
+    async def _write(
+        self, commands: list[tuple[tuple[Any, ...], dict[str, Any]]], key: str | None
+    ) -> None:
+        async with self._redis.pipeline(transaction=True) as pipeline:
+            for args, options in commands:
+                pipeline.execute_command(*args, **options)
+            if key is not None:
+                # The job is stored: now the claim may block duplicates for the whole window.
+                pipeline.expire(key, self._dedupe_ttl)
+            await pipeline.execute()
+
+
+class WebhookService:
+    """Decides the reply to one delivery and, when it is accepted, stores its run's job."""
+
+    def __init__(self, resolver: HookResolver, store: RunStore, max_body_bytes: int) -> None:
+        self._resolver = resolver
+        self._store = store
+        self._max_body = max_body_bytes
+        self._too_large = _error(413, TOO_LARGE_DETAIL.format(max_body_bytes), close=True)
+
+    async def receive(
+        self,
+        token: str,
+        method: str,
+        raw_headers: list[tuple[bytes, bytes]],
+        query_string: bytes,
+        read_body: BodyReader,
+    ) -> Reply | None:
+        """The reply to a delivery; None when the client went away before sending its body."""
+        received_at = datetime.now(UTC).isoformat()
+        headers = parse_headers(raw_headers)
+
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            # Refused before reading a byte; the server closes the connection on the rest.
+            return self._count("too_large", self._too_large)
+
+        try:
+            hook = await self._resolver.resolve(token)
+        except HookLookupFailed as exc:
+            log.warning("webhook lookup failed", extra={"error": str(exc)})
+            return self._count("unavailable", LOOKUP_UNAVAILABLE)
+        if hook is None:
+            return self._count("unknown", UNKNOWN)
+        if not hook.active:
+            return self._count("inactive", INACTIVE)
+
+        key: str | None = None
+        for name, display in IDEMPOTENCY_HEADERS:
+            key = headers.get(name) or None
+            if key is not None:
+                if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+                    detail = f"{display} is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"
+                    return self._count("bad_request", _error(400, detail))
+                break
+
+        try:
+            body = await read_body(self._max_body)
+        except BodyTooLarge:
+            return self._count("too_large", self._too_large)
+        if body is None:
+            return None
+
+        if hook.verifier is not None:
+            try:
+                hook.verifier.verify(headers, body, time.time())
+            except SignatureRejected as exc:
+                return self._count("bad_signature", _error(401, str(exc)))
+
+        try:
+            trigger_body = parse_body(body, headers.get("content-type"))
+            query = parse_query(query_string)
+        except MalformedRequest as exc:
+            return self._count("bad_request", _error(400, str(exc)))
+
+        return await self._enqueue(hook, method, headers, query, trigger_body, key, received_at)
+
+    async def _enqueue(
+        self,
+        hook: Hook,
+        method: str,
+        headers: dict[str, str],
+        query: dict[str, Any],
+        body: Any,
+        key: str | None,
+        received_at: str,
+    ) -> Reply:
+        traceparent = valid_traceparent(headers.get("traceparent"))
+        # Secrets never reach the run record: the job is the run record's source.
+        redact(headers, hook.redacted_headers)
+        job: RunJob = {
+            "run_id": str(uuid7()),
+            "workflow_id": hook.workflow_id,
+            "owner_id": hook.owner_id,
+            "workflow_version": hook.version,
+            "trigger": {
+                "body": body,
+                "headers": headers,
+                "query": query,
+                "method": method,
+                "received_at": received_at,
+            },
+            "idempotency_key": key,
+            "traceparent": traceparent,
+            "retry_of": None,
+        }
+        dedupe_key = hook.dedupe_prefix + hashlib.sha256(key.encode()).hexdigest() if key else None
+        try:
+            run_id, duplicate = await self._store.store(job, dedupe_key)
+        except QueueUnavailable as exc:
+            log.warning("could not enqueue a webhook run", extra={"error": str(exc)})
+            return self._count("unavailable", QUEUE_UNAVAILABLE)
+        except (ValueError, RecursionError):
+            # orjson parsed it, but the queue's JSON encoder cannot nest that deep.
+            return self._count("bad_request", _error(400, "body is nested too deeply"))
+        location = (b"location", f"/runs/{run_id}".encode())
+        payload = orjson.dumps({"run_id": run_id})
+        if duplicate:
+            replayed = (b"idempotent-replayed", b"true")
+            return self._count("duplicate", Reply(202, payload, (location, replayed)))
+        return self._count("accepted", Reply(202, payload, (location,)))
+
+    @staticmethod
+    def _count(outcome: str, reply: Reply) -> Reply:
+        _OUTCOMES[outcome].inc()
+        return reply
