@@ -169,3 +169,8 @@ def pod_specs(manifest: Manifest) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{obj['kind']}/{obj['metadata']['name']}", obj["spec"]["template"]["spec"]
         elif obj["kind"] == "Pod":
             yield f"Pod/{obj['metadata']['name']}", obj["spec"]
+
+
+def missing_services() -> list[str]:
+    """Components whose `python -m services.<name>` entry point does not exist (yet)."""
+    return [c for c in APP_COMPONENTS if not (ROOT / "services" / c / "__main__.py").exists()]

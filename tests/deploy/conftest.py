@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from tests.deploy.chart import CI_VALUES, Manifest, helm_binary, render
@@ -32,3 +34,14 @@ def ci_values(request: pytest.FixtureRequest):
 @pytest.fixture
 def manifest(helm: str, ci_values) -> Manifest:
     return render(helm, ci_values)
+
+
+@pytest.fixture
+def databases(infra) -> tuple[str, str]:
+    """A fresh database (the migration Job must create the schema) and a Redis db of our own."""
+    if infra.postgres is not None:
+        database_url = infra.postgres.create_database(f"chart_{secrets.token_hex(4)}")
+    else:
+        database_url = infra.database_url
+    redis_url = infra.redis_url.rsplit("/", 1)[0] + "/7"
+    return database_url, redis_url
