@@ -87,6 +87,13 @@ spec:
       readinessProbe:
         httpGet: {path: /readyz, port: {{ $portName }}}
         {{- toYaml $cfg.probes.readiness | nindent 8 }}
+      {{- if not $isWorker }}
+      lifecycle:
+        # Keep serving while the endpoint removal reaches every node and ingress controller;
+        # then uvicorn drains in-flight requests (well within the 30 s grace period).
+        preStop:
+          exec: {command: ["sleep", "5"]}
+      {{- end }}
       resources:
         {{- toYaml $cfg.resources | nindent 8 }}
       securityContext:
