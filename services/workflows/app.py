@@ -1,0 +1,128 @@
+"""The workflows service: workflow definitions, webhook URLs, the node catalogue and run history."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy import text
+
+from services.workflows.catalogue.endpoints import router as catalogue_router
+from services.workflows.hooks.endpoints import router as hooks_router
+from services.workflows.hooks.service import HookMirror, mirror_all_at_startup
+from services.workflows.runs.endpoints import router as runs_router
+from services.workflows.runs.service import RunNotFound
+from services.workflows.workflows.endpoints import router as workflows_router
+from services.workflows.workflows.service import InvalidDefinition, WebhookUrls, WorkflowNotFound
+from shared.db.engine import create_engine, session_factory
+from shared.nodes import load_registry
+from shared.queue import RunEnqueuer
+from shared.service import ReadinessCheck, build_app
+from shared.settings import get_settings
+from shared.tokens import JwksCache, TokenVerifier
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    engine = create_engine(settings)
+    sessions = session_factory(engine)
+    # Bounded timeouts: a hung Redis must fail a request (503), not hold it forever.
+    redis_client = aioredis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5
+    )
+    http = httpx.AsyncClient()
+    mirror = HookMirror(redis_client)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.redis = redis_client
+    app.state.verifier = TokenVerifier(
+        JwksCache(settings.auth_url.rstrip("/") + "/.well-known/jwks.json", http),
+        settings.jwt_issuer,
+        settings.jwt_audience,
+    )
+    app.state.registry = load_registry()
+    app.state.urls = WebhookUrls(settings.resolved_webhook_key(), settings.public_url)
+    app.state.internal_token = settings.resolved_internal_token()
+    app.state.mirror = mirror
+    app.state.enqueuer = RunEnqueuer(
+        redis_client, settings.queue_name, settings.job_timeout_seconds
+    )
+    mirroring = asyncio.create_task(mirror_all_at_startup(sessions, mirror))
+    try:
+        yield
+    finally:
+        mirroring.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await mirroring
+        await http.aclose()
+        await redis_client.aclose()
+        await engine.dispose()
+
+
+def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:
+    async def database() -> None:
+        async with app.state.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def redis() -> None:
+        await app.state.redis.ping()
+
+    return {"database": database, "redis": redis}
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    what = "run" if isinstance(exc, RunNotFound) else "workflow"
+    return JSONResponse({"detail": f"{what} not found"}, status_code=404)
+
+
+async def _invalid_definition(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidDefinition)
+    return JSONResponse({"detail": exc.detail}, status_code=422)
+
+
+async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Raised before any commit (the session rolls back): nothing was changed.
+    return JSONResponse(
+        {"detail": "the queue/routing store (Redis) is unavailable; nothing was changed"},
+        status_code=503,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # FastAPI echoes each rejected value as `input`; a rejected signature secret must not come
+    # back in a response (or land in a client's logs), so no input is echoed at all.
+    detail = [
+        {key: value for key, value in error.items() if key in ("loc", "msg", "type")}
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def create_app() -> FastAPI:
+    app = build_app(
+        service="workflows",
+        title="AutomateOS workflows",
+        lifespan=lifespan,
+        readiness=_readiness,
+    )
+    app.add_exception_handler(WorkflowNotFound, _not_found)
+    app.add_exception_handler(RunNotFound, _not_found)
+    app.add_exception_handler(InvalidDefinition, _invalid_definition)
+    app.add_exception_handler(RedisError, _redis_unavailable)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(workflows_router)
+    app.include_router(runs_router)
+    app.include_router(catalogue_router)
+    app.include_router(hooks_router)
+    return app

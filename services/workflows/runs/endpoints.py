@@ -1,0 +1,179 @@
+"""The runs API: history, one run with its steps, manual runs and retries."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.workflows.cursors import InvalidCursor, decode_cursor, encode_cursor, invalid_cursor
+from services.workflows.deps import (
+    EnqueuerDep,
+    RedisDep,
+    RunId,
+    SessionDep,
+    SettingsDep,
+    WorkflowId,
+)
+from services.workflows.runs import service
+from services.workflows.runs.repository import RunRepository
+from services.workflows.runs.schemas import RunAccepted, RunOut, RunPage, RunStatus
+from services.workflows.workflows import service as workflows
+from services.workflows.workflows.repository import WorkflowRepository
+from shared.db.models import WorkflowRun
+from shared.queue import RunEnqueuer
+from shared.tokens import CurrentUserId
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["runs"])
+
+_ANY_JSON_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "description": "Any JSON value; it becomes `trigger.body` of the run.",
+        "content": {"application/json": {"schema": {}}},
+    }
+}
+
+
+def _before(cursor: str | None) -> uuid.UUID | None:
+    if cursor is None:
+        return None
+    try:
+        [run_id] = decode_cursor(cursor, 1)
+        return uuid.UUID(run_id)
+    except (InvalidCursor, TypeError, ValueError):
+        raise invalid_cursor() from None
+
+
+async def _accept(
+    session: AsyncSession,
+    enqueuer: RunEnqueuer,
+    run: WorkflowRun,
+    traceparent: str | None,
+    response: Response,
+) -> RunAccepted:
+    """Record the run as queued, then queue its job; 202 only once both hold.
+
+    The row is committed first so the worker, which may pick the job up at once, always finds
+    it. If Redis refuses the job, the row is removed again and the caller gets 503: never a 202
+    for work that was not stored.
+    """
+    await RunRepository(session).add(run)
+    await session.commit()
+    try:
+        await enqueuer.enqueue(service.job_for(run, traceparent))
+    except RedisError as exc:
+        log.warning(
+            "run not queued: Redis unavailable",
+            extra={"run_id": str(run.id), "error": type(exc).__name__},
+        )
+        await RunRepository(session).delete(run.id)
+        await session.commit()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the run queue is unavailable; try again"
+        ) from None
+    response.headers["Location"] = f"/runs/{run.id}"
+    return RunAccepted(run_id=run.id)
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    # 413 as a literal: starlette renamed its constant between the releases we accept.
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body over {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(
+            422, [{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json_invalid"}]
+        ) from None
+
+
+@router.get("/workflows/{workflow_id}/runs", response_model=RunPage)
+async def list_runs(
+    user_id: CurrentUserId,
+    workflow_id: WorkflowId,
+    session: SessionDep,
+    status_: Annotated[RunStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> RunPage:
+    """The workflow's recorded runs, newest first, optionally of one status.
+
+    Runs accepted by ingest appear once a worker has recorded them (milliseconds later);
+    `GET /runs/{id}` shows them from the moment of the 202.
+    """
+    before = _before(cursor)
+    await workflows.get(session, user_id, workflow_id)
+    rows = await RunRepository(session).page(workflow_id, user_id, status_, limit + 1, before)
+    items = rows[:limit]
+    next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None
+    return RunPage(items=[service.summary(run) for run in items], next_cursor=next_cursor)
+
+
+@router.get("/runs/{run_id}", response_model=RunOut)
+async def get_run(
+    user_id: CurrentUserId, run_id: RunId, session: SessionDep, redis: RedisDep
+) -> RunOut:
+    """The run with its steps in execution order; `queued` (no steps) until a worker starts it."""
+    return await service.find(session, redis, user_id, run_id)
+
+
+@router.post(
+    "/workflows/{workflow_id}/run",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunAccepted,
+    openapi_extra=_ANY_JSON_BODY,
+)
+async def run_workflow(
+    user_id: CurrentUserId,
+    workflow_id: WorkflowId,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    enqueuer: EnqueuerDep,
+    settings: SettingsDep,
+) -> RunAccepted:
+    """Start a run now, on the current version; the request JSON becomes `trigger.body`."""
+    workflow = await workflows.get(session, user_id, workflow_id)
+    body = await _json_body(request, settings.max_body_bytes)
+    run = service.new_run(workflow, dict(service.manual_trigger(body)), retry_of=None)
+    return await _accept(session, enqueuer, run, request.headers.get("traceparent"), response)
+
+
+@router.post(
+    "/runs/{run_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=RunAccepted
+)
+async def retry_run(
+    user_id: CurrentUserId,
+    run_id: RunId,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    redis: RedisDep,
+    enqueuer: EnqueuerDep,
+) -> RunAccepted:
+    """Run the same trigger input again as a new run on the workflow's *current* version."""
+    original = await service.find(session, redis, user_id, run_id)
+    workflow = await WorkflowRepository(session).owned(original.workflow_id, user_id)
+    if workflow is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "the run's workflow no longer exists")
+    run = service.new_run(workflow, original.trigger, retry_of=original.id)
+    return await _accept(session, enqueuer, run, request.headers.get("traceparent"), response)

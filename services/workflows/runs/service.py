@@ -1,0 +1,171 @@
+"""Run history and new runs, independent of HTTP.
+
+A run lives in two places over its life: ingest puts its job in Redis and answers 202, and the
+worker writes the `workflow_runs` row when it starts. Between the two, the run exists only as
+the RQ job; reads fall back to it so a run is visible from the moment of its 202.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.workflows.runs.repository import RunRepository
+from services.workflows.runs.schemas import RunOut, RunSummary, StepOut
+from shared.db.models import Workflow, WorkflowRun, utcnow
+from shared.ids import uuid7
+from shared.queue import RunJob, TriggerRequest, fetch_queued_job
+
+# RQ's job states, for a job no worker has recorded yet. "started" means a worker took it and
+# has not written the row yet; "failed" means every delivery died before it could.
+_RQ_STATUS = {"started": "running", "failed": "failed", "canceled": "cancelled"}
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+class RunNotFound(Exception):
+    """No such run for this caller (absent or someone else's: the caller cannot tell)."""
+
+
+def summary(run: WorkflowRun) -> RunSummary:
+    return RunSummary(
+        id=run.id,
+        workflow_id=run.workflow_id,
+        workflow_version=run.workflow_version,
+        status=run.status,
+        attempt=run.attempt,
+        error=run.error,
+        retry_of=run.retry_of,
+        accepted_at=run.accepted_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        duration_ms=run.duration_ms,
+    )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _from_job(rq_status: str, job: RunJob) -> RunOut:
+    status = _RQ_STATUS.get(rq_status, "queued")
+    retry_of = job.get("retry_of")
+    return RunOut(
+        id=uuid.UUID(job["run_id"]),
+        workflow_id=uuid.UUID(job["workflow_id"]),
+        workflow_version=job["workflow_version"],
+        status=status,
+        attempt=0,
+        error="the job failed before the run was recorded" if status == "failed" else None,
+        retry_of=uuid.UUID(retry_of) if retry_of else None,
+        accepted_at=_parse_time(job["trigger"].get("received_at")),
+        started_at=None,
+        finished_at=None,
+        duration_ms=None,
+        trigger=dict(job["trigger"]),
+        steps=[],
+    )
+
+
+async def _from_database(
+    session: AsyncSession, owner_id: uuid.UUID, run_id: uuid.UUID
+) -> RunOut | None:
+    repo = RunRepository(session)
+    run = await repo.get(run_id)
+    if run is None or run.owner_id != owner_id:
+        return None
+    steps = [
+        StepOut(
+            node_id=step.node_id,
+            type=step.type,
+            status=step.status,
+            input=step.input,
+            output=step.output,
+            error=step.error,
+            started_at=step.started_at,
+            duration_ms=step.duration_ms,
+            attempt=step.attempt,
+        )
+        for step in await repo.steps(run_id)
+    ]
+    return RunOut(**summary(run).model_dump(), trigger=run.trigger, steps=steps)
+
+
+async def find(
+    session: AsyncSession, redis: aioredis.Redis, owner_id: uuid.UUID, run_id: uuid.UUID
+) -> RunOut:
+    """The run with its steps, from PostgreSQL or, before any worker recorded it, from its job.
+
+    Raises RunNotFound for an unknown run or someone else's; RedisError when the run is not in
+    PostgreSQL and Redis cannot be asked (the caller cannot be told it does not exist).
+    """
+    run = await _from_database(session, owner_id, run_id)
+    if run is not None:
+        return run
+    queued = await fetch_queued_job(redis, str(run_id))
+    if queued is not None:
+        rq_status, job = queued
+        if job.get("owner_id") != str(owner_id):
+            raise RunNotFound(run_id)
+        return _from_job(rq_status, job)
+    # A worker may have recorded and finished the run (its job is then deleted) between the
+    # two reads above; the row is there now if so (each statement sees the latest commits).
+    run = await _from_database(session, owner_id, run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    return run
+
+
+def manual_trigger(body: Any) -> TriggerRequest:
+    """The trigger of a run started through the API: the request JSON is `trigger.body`."""
+    return {
+        "body": body,
+        "headers": {},
+        "query": {},
+        "method": "POST",
+        "received_at": utcnow().isoformat(),
+    }
+
+
+def new_run(workflow: Workflow, trigger: dict[str, Any], retry_of: uuid.UUID | None) -> WorkflowRun:
+    """A queued run of the workflow's current version."""
+    return WorkflowRun(
+        id=uuid7(),
+        workflow_id=workflow.id,
+        owner_id=workflow.owner_id,
+        workflow_version=workflow.version,
+        status="queued",
+        trigger=trigger,
+        attempt=0,
+        retry_of=retry_of,
+        accepted_at=utcnow(),
+    )
+
+
+def job_for(run: WorkflowRun, traceparent: str | None) -> RunJob:
+    """The queue payload of a run (docs/ARCHITECTURE.md, "Queue contract")."""
+    trigger: TriggerRequest = {
+        "body": run.trigger.get("body"),
+        "headers": run.trigger.get("headers") or {},
+        "query": run.trigger.get("query") or {},
+        "method": run.trigger.get("method") or "POST",
+        "received_at": run.trigger.get("received_at") or run.accepted_at.isoformat(),
+    }
+    return {
+        "run_id": str(run.id),
+        "workflow_id": str(run.workflow_id),
+        "owner_id": str(run.owner_id),
+        "workflow_version": run.workflow_version,
+        "trigger": trigger,
+        "idempotency_key": None,
+        # Only a well-formed W3C header is passed on: the worker parses it without checking.
+        "traceparent": traceparent if traceparent and _TRACEPARENT.match(traceparent) else None,
+        "retry_of": str(run.retry_of) if run.retry_of else None,
+    }

@@ -1,0 +1,132 @@
+"""Request and response bodies of the workflow API.
+
+Inputs refuse unknown fields (a typo must not be silently dropped). The signature secret is
+write-only: it is accepted here, stored, mirrored to ingest, and never part of any output model.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+SignatureScheme = Literal["github", "standard-webhooks", "hmac-sha256"]
+DEFAULT_HMAC_HEADER = "X-Signature-256"
+STANDARD_WEBHOOKS_PREFIX = "whsec_"
+
+# An HTTP field name (RFC 9110 token), so ingest can look the header up as given.
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, StringConstraints(max_length=2000)]
+
+
+def _decodes_as_base64(value: str) -> bool:
+    padded = value + "=" * (-len(value) % 4)
+    try:
+        return bool(base64.b64decode(padded, validate=True))
+    except (binascii.Error, ValueError):
+        return False
+
+
+class SignatureIn(BaseModel):
+    """How ingest verifies deliveries. Omit `secret` on an update to keep the stored one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scheme: SignatureScheme
+    # repr=False: a logged or printed model must not carry the secret.
+    secret: str | None = Field(default=None, min_length=16, max_length=512, repr=False)
+    header: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _scheme_rules(self) -> SignatureIn:
+        if self.header is not None:
+            if self.scheme != "hmac-sha256":
+                raise ValueError("'header' applies to the hmac-sha256 scheme only")
+            if not _HEADER_NAME.match(self.header):
+                raise ValueError("'header' must be an HTTP header name")
+        if self.scheme == "standard-webhooks" and self.secret is not None:
+            # The Standard Webhooks libraries strip the prefix and base64-decode the rest; a
+            # secret they cannot decode would make every delivery fail at ingest.
+            raw = self.secret.removeprefix(STANDARD_WEBHOOKS_PREFIX)
+            if not _decodes_as_base64(raw):
+                raise ValueError(
+                    "a standard-webhooks secret must be base64, optionally prefixed 'whsec_'"
+                )
+        return self
+
+
+class TriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["webhook"] = "webhook"
+    signature: SignatureIn | None = None
+
+
+class WorkflowIn(BaseModel):
+    """The whole definition (POST and PUT): a missing optional field takes its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    description: Description = ""
+    active: bool = True
+    # Required, even when empty: a PUT that forgot `nodes` must not wipe the definition.
+    # Entries are checked against the node registry by the service (422 naming node and field).
+    nodes: list[Any]
+    trigger: TriggerIn | None = None
+
+
+class WorkflowPatch(BaseModel):
+    """A partial change (PATCH): only the fields present are changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    description: Description | None = None
+    active: bool | None = None
+    nodes: list[Any] | None = None
+    # `null` resets the trigger to an unsigned webhook; an object replaces it as a whole.
+    trigger: TriggerIn | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> WorkflowPatch:
+        for name in ("name", "description", "active", "nodes"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"'{name}' cannot be null")
+        return self
+
+
+class SignatureOut(BaseModel):
+    scheme: SignatureScheme
+    header: str | None = None
+    secret_set: bool = True
+
+
+class TriggerOut(BaseModel):
+    type: Literal["webhook"] = "webhook"
+    signature: SignatureOut | None = None
+
+
+class WorkflowOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str
+    active: bool
+    version: int
+    nodes: list[dict[str, Any]]
+    trigger: TriggerOut
+    webhook_url: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class WorkflowPage(BaseModel):
+    items: list[WorkflowOut]
+    next_cursor: str | None

@@ -1,0 +1,250 @@
+"""Workflow rules, independent of HTTP: validation, versions, webhook tokens, write-only secrets.
+
+Functions here change the session but never commit: the endpoint commits, then publishes the
+routing record (see services/workflows/hooks/service.py for why some changes invalidate it
+before the commit).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.workflows.hooks.service import HookMirror
+from services.workflows.workflows.repository import WorkflowRepository
+from services.workflows.workflows.schemas import (
+    DEFAULT_HMAC_HEADER,
+    SignatureOut,
+    TriggerIn,
+    TriggerOut,
+    WorkflowIn,
+    WorkflowOut,
+    WorkflowPatch,
+)
+from shared.db.models import Workflow, utcnow
+from shared.hooks import derive_token, token_hash
+from shared.nodes import NodeRegistry, issues_to_detail, validate_nodes
+
+
+class WorkflowNotFound(Exception):
+    """No such workflow for this caller (absent or someone else's: the caller cannot tell)."""
+
+
+class InvalidDefinition(Exception):
+    """The definition breaks a rule the schema cannot express; `detail` is FastAPI-shaped."""
+
+    def __init__(self, detail: list[dict[str, Any]]) -> None:
+        super().__init__("invalid workflow definition")
+        self.detail = detail
+
+
+class WebhookUrls:
+    """Derives webhook tokens and URLs; holds the key so it is read once per process."""
+
+    def __init__(self, key: bytes, public_url: str) -> None:
+        self._key = key
+        self._base = public_url.rstrip("/") + "/hooks/"
+
+    def token(self, workflow_id: uuid.UUID, nonce: str) -> str:
+        return derive_token(self._key, str(workflow_id), nonce)
+
+    def url(self, workflow: Workflow) -> str:
+        """The webhook URL, re-derived on every read: only the token's hash is stored."""
+        return self._base + self.token(workflow.id, workflow.webhook_nonce)
+
+    def new_token(self, workflow_id: uuid.UUID) -> tuple[str, str]:
+        """A fresh random nonce and the hash of the token it derives: `(nonce, hash)`."""
+        nonce = secrets.token_urlsafe(32)
+        return nonce, token_hash(self.token(workflow_id, nonce))
+
+
+def present(workflow: Workflow, urls: WebhookUrls) -> WorkflowOut:
+    """The public view of a workflow: the secret is reduced to `secret_set`."""
+    stored = workflow.trigger.get("signature")
+    signature = (
+        SignatureOut(scheme=stored["scheme"], header=stored.get("header")) if stored else None
+    )
+    return WorkflowOut(
+        id=workflow.id,
+        name=workflow.name,
+        description=workflow.description,
+        active=workflow.active,
+        version=workflow.version,
+        nodes=workflow.nodes,
+        trigger=TriggerOut(signature=signature),
+        webhook_url=urls.url(workflow),
+        created_at=workflow.created_at,
+        updated_at=workflow.updated_at,
+    )
+
+
+def _checked_nodes(nodes: list[Any], registry: NodeRegistry) -> list[dict[str, Any]]:
+    issues = validate_nodes(nodes, registry)
+    if issues:
+        raise InvalidDefinition(issues_to_detail(issues))
+    # validate_nodes has made sure every entry is an object.
+    return [dict(node) for node in nodes]
+
+
+def _stored_trigger(requested: TriggerIn | None, current: dict[str, Any] | None) -> dict[str, Any]:
+    """The trigger to store. A signature without `secret` keeps the stored one, if any, for
+    the same scheme (the API never shows secrets, so clients cannot send them back)."""
+    if requested is None or requested.signature is None:
+        return {"type": "webhook", "signature": None}
+    wanted = requested.signature
+    secret = wanted.secret
+    if secret is None:
+        previous = (current or {}).get("signature")
+        if not previous or previous.get("scheme") != wanted.scheme:
+            raise InvalidDefinition(
+                [
+                    {
+                        "loc": ["body", "trigger", "signature", "secret"],
+                        "msg": "a secret is required when setting a new signature scheme",
+                        "type": "missing",
+                    }
+                ]
+            )
+        secret = previous["secret"]
+    signature: dict[str, Any] = {"scheme": wanted.scheme, "secret": secret}
+    if wanted.scheme == "hmac-sha256":
+        signature["header"] = wanted.header or DEFAULT_HMAC_HEADER
+    return {"type": "webhook", "signature": signature}
+
+
+async def create(
+    session: AsyncSession,
+    registry: NodeRegistry,
+    urls: WebhookUrls,
+    owner_id: uuid.UUID,
+    body: WorkflowIn,
+) -> Workflow:
+    """Create version 1 of a workflow with a fresh webhook token."""
+    nodes = _checked_nodes(body.nodes, registry)
+    now = utcnow()
+    workflow_id = uuid.uuid4()
+    nonce, hashed = urls.new_token(workflow_id)
+    workflow = Workflow(
+        id=workflow_id,
+        owner_id=owner_id,
+        name=body.name,
+        description=body.description,
+        active=body.active,
+        version=1,
+        nodes=nodes,
+        trigger=_stored_trigger(body.trigger, None),
+        webhook_token_hash=hashed,
+        webhook_nonce=nonce,
+        created_at=now,
+        updated_at=now,
+    )
+    repo = WorkflowRepository(session)
+    await repo.add(workflow)
+    await repo.add_version(workflow)
+    return workflow
+
+
+async def get(session: AsyncSession, owner_id: uuid.UUID, workflow_id: uuid.UUID) -> Workflow:
+    workflow = await WorkflowRepository(session).owned(workflow_id, owner_id)
+    if workflow is None:
+        raise WorkflowNotFound(workflow_id)
+    return workflow
+
+
+async def _locked(session: AsyncSession, owner_id: uuid.UUID, workflow_id: uuid.UUID) -> Workflow:
+    workflow = await WorkflowRepository(session).owned(workflow_id, owner_id, for_update=True)
+    if workflow is None:
+        raise WorkflowNotFound(workflow_id)
+    return workflow
+
+
+async def _apply(
+    session: AsyncSession, mirror: HookMirror, workflow: Workflow, changes: dict[str, Any]
+) -> Workflow:
+    """Apply changed fields as a new version; a request that changes nothing is no version."""
+    changed = {name: value for name, value in changes.items() if getattr(workflow, name) != value}
+    if not changed:
+        return workflow
+    for name, value in changed.items():
+        setattr(workflow, name, value)
+    workflow.version += 1
+    workflow.updated_at = utcnow()
+    repo = WorkflowRepository(session)
+    await repo.add_version(workflow)
+    # Before the commit, so ingest never acts on the old record once the change is confirmed
+    # (raises, and so rolls the change back, when Redis is unreachable).
+    await mirror.invalidate(workflow.webhook_token_hash)
+    return workflow
+
+
+async def replace(
+    session: AsyncSession,
+    registry: NodeRegistry,
+    mirror: HookMirror,
+    owner_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    body: WorkflowIn,
+) -> Workflow:
+    """PUT: the body is the whole definition; omitted optional fields return to defaults."""
+    workflow = await _locked(session, owner_id, workflow_id)
+    changes = {
+        "name": body.name,
+        "description": body.description,
+        "active": body.active,
+        "nodes": _checked_nodes(body.nodes, registry),
+        "trigger": _stored_trigger(body.trigger, workflow.trigger),
+    }
+    return await _apply(session, mirror, workflow, changes)
+
+
+async def patch(
+    session: AsyncSession,
+    registry: NodeRegistry,
+    mirror: HookMirror,
+    owner_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    body: WorkflowPatch,
+) -> Workflow:
+    """PATCH: change only the fields present in the body."""
+    workflow = await _locked(session, owner_id, workflow_id)
+    present_fields = body.model_fields_set
+    changes: dict[str, Any] = {
+        name: getattr(body, name)
+        for name in ("name", "description", "active")
+        if name in present_fields
+    }
+    if "nodes" in present_fields and body.nodes is not None:
+        changes["nodes"] = _checked_nodes(body.nodes, registry)
+    if "trigger" in present_fields:
+        changes["trigger"] = _stored_trigger(body.trigger, workflow.trigger)
+    return await _apply(session, mirror, workflow, changes)
+
+
+async def rotate(
+    session: AsyncSession,
+    mirror: HookMirror,
+    urls: WebhookUrls,
+    owner_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+) -> Workflow:
+    """Replace the webhook token; the old URL stops working. Not a new version: the
+    definition (what a run executes) is unchanged."""
+    workflow = await _locked(session, owner_id, workflow_id)
+    old_hash = workflow.webhook_token_hash
+    workflow.webhook_nonce, workflow.webhook_token_hash = urls.new_token(workflow.id)
+    workflow.updated_at = utcnow()
+    await session.flush()
+    await mirror.revoke(old_hash)
+    return workflow
+
+
+async def delete(
+    session: AsyncSession, mirror: HookMirror, owner_id: uuid.UUID, workflow_id: uuid.UUID
+) -> None:
+    """Delete the workflow with its versions and runs, and revoke its webhook URL."""
+    workflow = await _locked(session, owner_id, workflow_id)
+    await WorkflowRepository(session).delete(workflow)
+    await mirror.revoke(workflow.webhook_token_hash)
