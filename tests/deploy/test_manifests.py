@@ -375,9 +375,19 @@ class TestMigrations:
         names = {e["valueFrom"]["secretKeyRef"]["name"] for e in env if "valueFrom" in e}
         assert names == {name_of("migrations")}
 
-    def test_with_the_in_cluster_database_it_runs_after_install(self, helm) -> None:
+    def test_with_the_in_cluster_database_it_runs_after_install_once_it_listens(self, helm) -> None:
         job = render(helm, DEV).component("Job", "migrations")
         assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+        (wait,) = job["spec"]["template"]["spec"]["initContainers"]
+        assert wait["command"][-2:] == [name_of("postgresql"), "5432"]
+
+    def test_does_not_need_the_release_service_account(self, helm) -> None:
+        # Hooks run before the release's objects exist, its ServiceAccount included.
+        job = render(helm, DEFAULT).component("Job", "migrations")
+        assert "serviceAccountName" not in job["spec"]["template"]["spec"]
+        existing = {"serviceAccount": {"create": False, "name": "db-iam"}}
+        job = render(helm, DEFAULT, values=existing).component("Job", "migrations")
+        assert job["spec"]["template"]["spec"]["serviceAccountName"] == "db-iam"
 
 
 class TestDevDatabases:
