@@ -60,3 +60,19 @@ def test_helm3_and_helm4_render_the_same(helm: str, helm4: str) -> None:
     # The value set with every secret given explicitly renders deterministically.
     values = CHART / "ci" / "ingress-tls-values.yaml"
     assert render(helm, values).objects == render(helm4, values).objects
+
+
+def test_install_dry_run_renders_notes(helm4: str, ci_values) -> None:
+    # Helm 4's client-side dry run needs no cluster (Helm 3's still asks for the server version;
+    # its lint renders NOTES.txt too, so a template error there fails test_lint_strict).
+    args = [helm4, "install", "ci", str(CHART), "--dry-run=client", "-n", "automateos"]
+    done = subprocess.run(
+        [*args, "-f", str(ci_values)],
+        capture_output=True,
+        text=True,
+        env={**helm_env(), "KUBECONFIG": "/nonexistent"},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    notes = done.stdout.split("\nNOTES:\n", 1)[1]
+    assert "helm test ci -n automateos" in notes
