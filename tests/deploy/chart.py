@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "automateos"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
@@ -144,6 +142,8 @@ def _render(helm: str, values_files: tuple[str, ...], extra_json: str) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _render_cached(helm: str, values_files: tuple[str, ...], extra_json: str) -> Manifest:
+    import yaml  # PyYAML comes with kubernetes-validate (`make chart-tools`)
+
     text = _render(helm, values_files, extra_json)
     objects = tuple(doc for doc in yaml.safe_load_all(text) if doc)
     return Manifest(objects)

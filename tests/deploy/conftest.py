@@ -11,6 +11,7 @@ from tests.deploy.chart import CI_VALUES, Manifest, helm_binary, render
 
 @pytest.fixture(scope="session")
 def helm() -> str:
+    pytest.importorskip("yaml", reason="PyYAML not installed: run `make chart-test`")
     found = helm_binary(3)
     if found is None:
         pytest.skip("no helm 3 binary: run `make chart-test` (fetches it into .tools/)")
@@ -19,6 +20,7 @@ def helm() -> str:
 
 @pytest.fixture(scope="session")
 def helm4() -> str:
+    pytest.importorskip("yaml", reason="PyYAML not installed: run `make chart-test`")
     found = helm_binary(4)
     if found is None:
         pytest.skip("no helm 4 binary: run `make chart-test` (fetches it into .tools/)")

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.deploy.chart import CHART, FULLNAME, ROOT, render
+
+yaml = pytest.importorskip("yaml", reason="PyYAML not installed: run `make chart-test`")
 
 SKAFFOLD = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
 RELEASES = SKAFFOLD["deploy"]["helm"]["releases"]
