@@ -4,6 +4,8 @@ PrometheusRule, both rendered from the files under dashboards/ and nothing else.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from typing import Any
 
 import pytest
@@ -138,3 +140,23 @@ class TestPrometheusRule:
         rule = manifest.get("PrometheusRule", FULLNAME)
         assert rule["metadata"]["labels"]["release"] == "kps"
         assert rule["spec"]["groups"][-1] == extra
+
+
+@pytest.mark.skipif(
+    not shutil.which("promtool"), reason="promtool missing: apt-get install prometheus"
+)
+def test_rendered_rules_with_overrides_are_valid_for_prometheus(helm, tmp_path):
+    overrides = {
+        "AutomateOSQueueBacklogGrowing": {"threshold": 1000},
+        "AutomateOSNoWorkers": {"threshold": 45.5},
+        "AutomateOSRunFailureRatioHigh": {"threshold": 0.5, "for": "30m"},
+    }
+    groups = rule_groups(helm, {"alerts": overrides})
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    done = subprocess.run(
+        ["promtool", "check", "rules", str(tmp_path / "rules.yaml")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    exprs = rules_by_alert(groups)
+    assert "> 1000 # threshold" in exprs["AutomateOSQueueBacklogGrowing"]["expr"]
+    assert "< 45.5 # threshold" in exprs["AutomateOSNoWorkers"]["expr"]
