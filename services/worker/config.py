@@ -1,0 +1,48 @@
+"""Worker-only tuning, read from `AUTOMATEOS_WORKER_*` (the shared settings hold the rest).
+
+The defaults are chosen so that a worker that dies mid-job has its job re-queued within
+about 20 seconds, and a worker that stops polling the queue goes unready within 8 seconds,
+at a cost of a few Redis commands per second per process.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WorkerSettings(BaseSettings):
+    """Process count, heartbeat and recovery intervals of the worker."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTOMATEOS_WORKER_", extra="ignore")
+
+    processes: int = Field(1, ge=1, le=256)
+    # How long an idle worker blocks on the queue before it comes round to heartbeat and
+    # maintenance. RQ derives it from worker_ttl (405 s by default), far too rare to notice a
+    # dead Redis connection or to recover other workers' abandoned jobs promptly.
+    dequeue_timeout_seconds: int = Field(2, ge=1, le=60)
+    # While a job runs, a thread renews the job's entry in RQ's started registry this often...
+    job_heartbeat_interval_seconds: int = Field(2, ge=1, le=60)
+    # ...and the entry expires this long after the last renewal: a job whose worker died is
+    # re-queued by the next maintenance pass after that.
+    job_heartbeat_ttl_seconds: int = Field(15, ge=2, le=3600)
+    maintenance_interval_seconds: int = Field(5, ge=1, le=3600)
+    worker_ttl_seconds: int = Field(30, ge=5, le=3600)
+    # /readyz fails when a worker process has not come round its loop for this long.
+    ready_max_heartbeat_age_seconds: float = Field(8.0, gt=0)
+    sweep_interval_seconds: float = Field(30.0, gt=0)
+    # A run still `running` after the job timeout plus this margin, whose job is gone from
+    # Redis, is marked failed by the recovery sweep.
+    sweep_margin_seconds: float = Field(60.0, ge=0)
+    sweep_batch: int = Field(100, ge=1, le=10_000)
+    version_cache_size: int = Field(1024, ge=1)
+    # Upper bound on one wait between node retries, whatever Retry-After or backoff ask for.
+    max_retry_wait_seconds: float = Field(300.0, ge=0)
+
+
+@lru_cache
+def get_worker_settings() -> WorkerSettings:
+    """The process-wide worker settings."""
+    return WorkerSettings()

@@ -1,0 +1,102 @@
+"""What a step record may contain: secrets redacted, oversize payloads truncated, valid JSONB.
+
+Payloads are encoded once here (orjson) and embedded as-is in the statement that writes the
+steps, so measuring a payload's size costs no second serialisation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import orjson
+
+REDACTED = "[redacted]"
+# Keys whose values are credentials wherever they appear (headers, query, JSON bodies).
+SENSITIVE_KEY = re.compile(
+    r"authorization|password|passwd|secret|token|api[-_]?key|cookie|credential|private[-_]?key"
+    r"|signature",
+    re.IGNORECASE,
+)
+_PREVIEW_BYTES = 1024
+_NUL_ESCAPE = b"\\u0000"
+
+
+def _redact_url(url: str) -> str:
+    # `https://user:pw@host/x?api_key=...`: the key is "url", but parts of it are credentials.
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = []
+        for pair in query.split("&"):
+            name, eq, _value = pair.partition("=")
+            secret = eq and SENSITIVE_KEY.search(unquote(name))
+            pairs.append(f"{name}={REDACTED}" if secret else pair)
+        query = "&".join(pairs)
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact(value: Any, secret_keys: Collection[str] = ()) -> Any:
+    """Return a copy of `value` with credentials replaced by "[redacted]".
+
+    `secret_keys` are the node's top-level `secret_params`; below them, any mapping key that
+    looks like a credential (`SENSITIVE_KEY`) is redacted at any depth, and so are passwords
+    and credential-named query parameters inside URL strings.
+    """
+    if isinstance(value, str):
+        return _redact_url(value) if "://" in value else value
+    if isinstance(value, Mapping):
+        return {
+            key: REDACTED
+            if key in secret_keys or (isinstance(key, str) and SENSITIVE_KEY.search(key))
+            else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    return value
+
+
+def _strip_nul(value: Any) -> Any:
+    # PostgreSQL's jsonb cannot store U+0000; the record keeps the rest of the string.
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, Mapping):
+        return {_strip_nul(key): _strip_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strip_nul(item) for item in value]
+    return value
+
+
+def encode_json(value: Any) -> bytes:
+    """Encode `value` as JSON PostgreSQL accepts: non-JSON types as strings, no NUL, NaN → null."""
+    encoded = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    if _NUL_ESCAPE in encoded:
+        encoded = orjson.dumps(_strip_nul(value), default=str, option=orjson.OPT_NON_STR_KEYS)
+    return encoded
+
+
+def record_payload(value: Any, max_bytes: int) -> orjson.Fragment:
+    """Encode a step payload for the record, replaced by a marker when larger than `max_bytes`.
+
+    The marker is `{"truncated": true, "size": <bytes>, "preview": "<first bytes of the JSON>"}`.
+    """
+    encoded = encode_json(value)
+    if len(encoded) <= max_bytes:
+        return orjson.Fragment(encoded)
+    preview = encoded[: min(_PREVIEW_BYTES, max_bytes)].decode("utf-8", errors="ignore")
+    return orjson.Fragment(
+        orjson.dumps({"truncated": True, "size": len(encoded), "preview": preview})
+    )
