@@ -118,10 +118,12 @@ def start_workflows(
 
 @pytest.fixture(scope="session")
 def private_queue(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExtraService]:
-    """A workflows process whose queue no worker consumes, so accepted jobs stay visible."""
+    """A workflows process whose queue no worker consumes, so accepted jobs stay visible
+    (and with a 64 KiB body limit)."""
     queue_name = f"tests-private-{secrets.token_hex(4)}"
     log_dir = tmp_path_factory.mktemp("private-queue")
-    service = start_workflows(stack, log_dir, {"AUTOMATEOS_QUEUE_NAME": queue_name})
+    env = {"AUTOMATEOS_QUEUE_NAME": queue_name, "AUTOMATEOS_MAX_BODY_BYTES": "65536"}
+    service = start_workflows(stack, log_dir, env)
     yield ExtraService(service, queue_name)
     stop_process(service.proc, timeout=20)
 

@@ -146,9 +146,7 @@ class TestList:
 
 class TestReplace:
     def test_put_replaces_and_resets_omitted_fields(self, api: httpx.Client) -> None:
-        workflow = create_workflow(
-            api, description="old", active=False, trigger=_signed("github")
-        )
+        workflow = create_workflow(api, description="old", active=False, trigger=_signed("github"))
         response = api.put(
             f"/workflows/{workflow['id']}", json={"name": "new", "nodes": [FILTER_NODE]}
         )
@@ -293,7 +291,10 @@ class TestValidation:
                 {"id": "x", "type": "log", "params": {"message": "{{ trigger.body. }}"}},
                 ["body", "nodes", "x", "params", "message"],
             ),
-            ({"id": "bad-id", "type": "log", "params": {"message": "m"}}, ["body", "nodes", 0, "id"]),
+            (
+                {"id": "bad-id", "type": "log", "params": {"message": "m"}},
+                ["body", "nodes", 0, "id"],
+            ),
         ],
         ids=["unknown-type", "missing-param", "wrong-type", "template-syntax", "bad-id"],
     )
@@ -332,11 +333,19 @@ class TestValidation:
                 ["body", "trigger", "type"],
             ),
             (
-                {"name": "n", "nodes": [], "trigger": {"signature": {"scheme": "md5", "secret": SECRET}}},
+                {
+                    "name": "n",
+                    "nodes": [],
+                    "trigger": {"signature": {"scheme": "md5", "secret": SECRET}},
+                },
                 ["body", "trigger", "signature", "scheme"],
             ),
             (
-                {"name": "n", "nodes": [], "trigger": {"signature": {"scheme": "github", "secret": "short"}}},
+                {
+                    "name": "n",
+                    "nodes": [],
+                    "trigger": {"signature": {"scheme": "github", "secret": "short"}},
+                },
                 ["body", "trigger", "signature", "secret"],
             ),
             (
@@ -355,7 +364,12 @@ class TestValidation:
                 {
                     "name": "n",
                     "nodes": [],
-                    "trigger": {"signature": {"scheme": "standard-webhooks", "secret": "whsec_!!not base64!!"}},
+                    "trigger": {
+                        "signature": {
+                            "scheme": "standard-webhooks",
+                            "secret": "whsec_!!not base64!!",
+                        }
+                    },
                 },
                 ["body", "trigger", "signature"],
             ),
@@ -406,7 +420,11 @@ class TestSecrets:
         short = "tooshort-s3cr3t"
         response = api.post(
             "/workflows",
-            json={"name": "s", "nodes": [], "trigger": {"signature": {"scheme": "github", "secret": short}}},
+            json={
+                "name": "s",
+                "nodes": [],
+                "trigger": {"signature": {"scheme": "github", "secret": short}},
+            },
         )
         assert response.status_code == 422
         assert short not in response.text
