@@ -1,0 +1,85 @@
+"""One worker process: `python -m services.worker.process --index I --run-dir DIR`.
+
+Started by the supervisor, never by hand: it expects the supervisor's private
+PROMETHEUS_MULTIPROC_DIR in its environment and writes its heartbeat into the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+from pathlib import Path
+
+import redis
+from rq.serializers import JSONSerializer
+
+from services.worker import runtime
+from services.worker.config import get_worker_settings
+from services.worker.worker import HeartbeatFile, RunWorker
+from shared.logs import configure_logging
+from shared.settings import get_settings
+
+log = logging.getLogger("services.worker.process")
+
+
+def heartbeat_path(run_dir: Path, index: int) -> Path:
+    """Where worker process `index` touches its heartbeat."""
+    return run_dir / f"heartbeat-{index}"
+
+
+class _WorkerIndex(logging.Filter):
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.index
+        return True
+
+
+def main() -> None:
+    """Build the runtime once, then work the queue until told to stop."""
+    parser = argparse.ArgumentParser(prog="python -m services.worker.process")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args()
+
+    configure_logging("worker", args.log_level.upper())
+    # httpx logs every request's full URL at INFO; query strings carry API keys.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_WorkerIndex(args.index))
+    settings = get_settings()
+    worker_settings = get_worker_settings()
+
+    worker_runtime = runtime.WorkerRuntime(settings, worker_settings)
+    runtime.install(worker_runtime)
+    try:
+        worker_runtime.warm_up()
+        connection = redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=5, health_check_interval=30
+        )
+        worker = RunWorker(
+            [settings.queue_name],
+            name=f"automateos-{socket.gethostname()}-{os.getpid()}-{args.index}",
+            connection=connection,
+            serializer=JSONSerializer,
+            # The run record in PostgreSQL is the result; RQ's copy would only cost writes.
+            default_result_ttl=0,
+            heartbeat=HeartbeatFile(heartbeat_path(args.run_dir, args.index)),
+            worker_settings=worker_settings,
+        )
+        log.info("worker process %d ready on queue %s", args.index, settings.queue_name)
+        # RQ's per-job INFO lines would cost more than the job at high rates.
+        worker.work(logging_level="WARNING")
+    finally:
+        runtime.install(None)
+        worker_runtime.close()
+
+
+if __name__ == "__main__":
+    main()
