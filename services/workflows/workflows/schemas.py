@@ -27,9 +27,9 @@ Description = Annotated[str, StringConstraints(max_length=2000)]
 
 
 def _decodes_as_base64(value: str) -> bool:
-    padded = value + "=" * (-len(value) % 4)
+    # Strict, exactly as ingest decodes it: what passes here, ingest can use.
     try:
-        return bool(base64.b64decode(padded, validate=True))
+        return bool(base64.b64decode(value, validate=True))
     except (binascii.Error, ValueError):
         return False
 
@@ -51,14 +51,15 @@ class SignatureIn(BaseModel):
                 raise ValueError("'header' applies to the hmac-sha256 scheme only")
             if not _HEADER_NAME.match(self.header):
                 raise ValueError("'header' must be an HTTP header name")
-        if self.scheme == "standard-webhooks" and self.secret is not None:
-            # The Standard Webhooks libraries strip the prefix and base64-decode the rest; a
-            # secret they cannot decode would make every delivery fail at ingest.
-            raw = self.secret.removeprefix(STANDARD_WEBHOOKS_PREFIX)
-            if not _decodes_as_base64(raw):
-                raise ValueError(
-                    "a standard-webhooks secret must be base64, optionally prefixed 'whsec_'"
-                )
+        # `whsec_<base64>` is the spec's form and ingest verifies with the decoded key; one that
+        # does not decode would make every delivery fail. Other values are raw keys.
+        secret = self.secret or ""
+        if (
+            self.scheme == "standard-webhooks"
+            and secret.startswith(STANDARD_WEBHOOKS_PREFIX)
+            and not _decodes_as_base64(secret.removeprefix(STANDARD_WEBHOOKS_PREFIX))
+        ):
+            raise ValueError("a 'whsec_' secret must be followed by valid base64")
         return self
 
 

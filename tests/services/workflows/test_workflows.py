@@ -75,8 +75,10 @@ class TestCreate:
             "secret_set": True,
         }
 
-    def test_accepts_standard_webhooks_whsec_secret(self, api: httpx.Client) -> None:
-        secret = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    @pytest.mark.parametrize(
+        "secret", ["whsec_" + base64.b64encode(b"k" * 24).decode(), "a-raw-key-of-some-length"]
+    )
+    def test_accepts_standard_webhooks_secrets(self, api: httpx.Client, secret: str) -> None:
         trigger = {"signature": {"scheme": "standard-webhooks", "secret": secret}}
         workflow = create_workflow(api, trigger=trigger)
         assert workflow["trigger"]["signature"]["scheme"] == "standard-webhooks"
@@ -373,6 +375,16 @@ class TestValidation:
                 },
                 ["body", "trigger", "signature"],
             ),
+            (
+                {
+                    "name": "n",
+                    "nodes": [],
+                    "trigger": {
+                        "signature": {"scheme": "standard-webhooks", "secret": "whsec_" + "a" * 17}
+                    },
+                },
+                ["body", "trigger", "signature"],
+            ),
         ],
         ids=[
             "empty-name",
@@ -388,6 +400,7 @@ class TestValidation:
             "header-not-hmac",
             "bad-header-name",
             "bad-whsec",
+            "unpadded-whsec",
         ],
     )
     def test_bad_body_is_422_naming_the_field(
