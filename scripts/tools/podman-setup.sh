@@ -44,10 +44,15 @@ if ! podman image exists "$BASE_TAG"; then
   log "debootstrap bookworm (minbase + python3) into $rootfs"
   # python3-venv gives `python3 -m venv` + ensurepip for the build stage; ca-certificates lets
   # pip reach PyPI over TLS. Everything else comes from the Dockerfile.
-  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    bookworm "$rootfs" "$DEBIAN_MIRROR" >&2
+  debootstrap_log="$TOOLS_DIR/podman/debootstrap.log"
+  if ! debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+      bookworm "$rootfs" "$DEBIAN_MIRROR" >"$debootstrap_log" 2>&1; then
+    tail -n 30 "$debootstrap_log" >&2
+    log "debootstrap failed (full log: $debootstrap_log)"
+    exit 1
+  fi
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-  tar -C "$rootfs" -c . | podman import - "$BASE_TAG" >&2
+  tar -C "$rootfs" -c . | podman import --quiet - "$BASE_TAG" >/dev/null
   log "imported $BASE_TAG"
 fi
 echo "$CONF"
