@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workflows.cursors import InvalidCursor, decode_cursor, encode_cursor, invalid_cursor
@@ -61,21 +62,24 @@ async def _accept(
 ) -> RunAccepted:
     """Record the run as queued, then queue its job; 202 only once both hold.
 
-    The row is committed first so the worker, which may pick the job up at once, always finds
-    it. If Redis refuses the job, the row is removed again and the caller gets 503: never a 202
-    for work that was not stored.
+    The row is committed first: queued first, a worker could start the run before our insert,
+    which would then collide with the worker's row, and a failed commit would leave a job
+    running that the caller was never told about. If Redis refuses the job, the row is removed
+    again and the caller gets 503: never a 202 for work that was not stored.
     """
     await RunRepository(session).add(run)
     await session.commit()
     try:
         await enqueuer.enqueue(service.job_for(run, traceparent))
     except RedisError as exc:
-        log.warning(
-            "run not queued: Redis unavailable",
-            extra={"run_id": str(run.id), "error": type(exc).__name__},
-        )
-        await RunRepository(session).delete(run.id)
-        await session.commit()
+        extra = {"run_id": str(run.id), "error": type(exc).__name__}
+        log.warning("run not queued: Redis unavailable", extra=extra)
+        try:
+            await RunRepository(session).delete(run.id)
+            await session.commit()
+        except SQLAlchemyError:
+            # The caller still must not get a 202; the row stays `queued` with no job.
+            log.exception("queued run without a job could not be removed", extra=extra)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "the run queue is unavailable; try again"
         ) from None
