@@ -30,8 +30,8 @@ def build_db_engine(settings: Settings, *, pool_size: int, pre_ping: bool) -> As
     """An asyncpg engine in AUTOCOMMIT (every statement the worker sends stands alone)."""
     return create_async_engine(
         settings.database_url,
-        # Set once per connection, not per checkout (execution_options would set and reset it
-        # around every checkout: measured 0.4 ms per statement here).
+        # Set once when a connection is made rather than around every checkout, as an
+        # execution option would.
         isolation_level="AUTOCOMMIT",
         pool_size=pool_size,
         max_overflow=pool_size,
