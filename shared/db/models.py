@@ -91,6 +91,12 @@ class WorkflowRun(SQLModel, table=True):
         # Stops a second run for the same delivery even when Redis lost the dedupe key.
         UniqueConstraint("workflow_id", "idempotency_key", name="uq_workflow_runs_idempotency"),
         Index("ix_workflow_runs_workflow_id_id", "workflow_id", text("id DESC")),
+        # The worker's recovery sweep looks for runs left `running`; only those are indexed.
+        Index(
+            "ix_workflow_runs_running_started",
+            "started_at",
+            postgresql_where=text("status = 'running'"),
+        ),
     )
 
     id: uuid.UUID = Field(primary_key=True)
