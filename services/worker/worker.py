@@ -183,6 +183,17 @@ class RunWorker(SimpleWorker):
             log.warning("supervisor gone; finishing the current job and stopping")
             os.kill(os.getpid(), signal.SIGTERM)
 
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        """RQ's dequeue; a job it returns counts as ours at once (see `request_stop`)."""
+        result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        if result is not None:
+            # Until RQ marks us busy, a SIGTERM would stop the worker with the job popped,
+            # stranding it in RQ's intermediate queue until a maintenance pass re-queues it.
+            self._state = WorkerStatus.BUSY
+        return result
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Run the job in this process while a thread keeps its registry entry alive."""
         execution = self.prepare_execution(job)
@@ -205,8 +216,9 @@ class RunWorker(SimpleWorker):
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """Warm shutdown: finish the current job, take no new one.
 
-        RQ's version talks to Redis inside the signal handler, which can deadlock on the
-        connection pool's lock if the signal lands while the main thread holds it.
+        While idle (blocked in the dequeue) it stops at once, as RQ does. RQ's version also
+        talks to Redis inside the signal handler, which can deadlock on the connection pool's
+        lock if the signal lands while the main thread holds it; this one does not.
         """
         self._shutdown_requested_date = now()
         signal.signal(signal.SIGINT, self.request_force_stop)
