@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.worker.config import WorkerSettings
 from services.worker.engine import NodeRunner, RunEngine, VersionCache
+from services.worker.engine.records import encode_json
 from shared.nodes import EgressPolicy, build_http_client, load_registry
 from shared.queue import RunJob
 from shared.settings import Settings
@@ -38,7 +39,8 @@ def build_db_engine(settings: Settings, *, pool_size: int, pre_ping: bool) -> As
         pool_pre_ping=pre_ping,
         # Recycled before typical server/proxy idle timeouts can cut a pooled connection.
         pool_recycle=600,
-        json_serializer=lambda value: orjson.dumps(value, default=str).decode(),
+        # jsonb refuses U+0000, which a webhook body may well contain.
+        json_serializer=lambda value: encode_json(value).decode(),
         json_deserializer=orjson.loads,
         connect_args={"server_settings": {"statement_timeout": "30000"}},
     )

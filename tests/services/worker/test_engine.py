@@ -258,6 +258,21 @@ class TestRecords:
         assert output["preview"].startswith('{"blob":"xxx')
         assert len(output["preview"]) <= 1024
 
+    async def test_nul_characters_do_not_break_the_record(
+        self, db: AsyncEngine, queue: Queue
+    ) -> None:
+        nodes: list[dict[str, Any]] = [
+            {
+                "id": "copy",
+                "type": "transform",
+                "params": {"values": {"text": "{{ trigger.body.t }}"}},
+            }
+        ]
+        run, steps = await _run(db, queue, nodes, {"t": "a\u0000b"})
+        assert run["status"] == "succeeded", run
+        assert run["trigger"]["body"] == {"t": "a\ufffdb"}
+        assert steps[0]["output"] == {"text": "a\ufffdb"}
+
     async def test_credentials_are_redacted_in_records_and_never_logged(
         self, db: AsyncEngine, queue: Queue, api: LocalApi, shared_worker: ServiceProcess
     ) -> None:
