@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from functools import partial
 
 import httpx
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from services.ingest.hooks.payload import ALWAYS_REDACTED
 from services.ingest.hooks.signatures import Verifier, build_verifier
+from services.ingest.leanredis import LeanRedis
 from shared.hooks import HookRecord, decode_record, hook_key, token_hash
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class HookResolver:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: LeanRedis,
         fallback: RecordSource,
         ttl_s: float,
         *,
@@ -156,7 +156,7 @@ class HookResolver:
 
     async def _load(self, hashed: str) -> Hook | None:
         try:
-            raw = await self._redis.get(hook_key(hashed))
+            raw = await self._redis.call("GET", hook_key(hashed))
         except (RedisError, OSError, TimeoutError) as exc:
             # Without Redis we could not enqueue anyway: fail fast instead of asking workflows.
             raise HookLookupFailed(f"redis unavailable: {exc!r}") from exc

@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from services.ingest.hooks.jobs import JobPacker
 from services.ingest.hooks.payload import (
     MalformedRequest,
     parse_body,
@@ -34,8 +34,9 @@ from services.ingest.hooks.payload import (
 )
 from services.ingest.hooks.resolver import Hook, HookLookupFailed, HookResolver
 from services.ingest.hooks.signatures import SignatureRejected
+from services.ingest.leanredis import LeanRedis, pack
 from shared.ids import uuid7
-from shared.queue import RunEnqueuer, RunJob
+from shared.queue import RunJob
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,9 @@ class QueueUnavailable(Exception):
 class RunStore:
     """Writes accepted deliveries to Redis: the optional dedupe claim, then the RQ job."""
 
-    def __init__(self, redis: aioredis.Redis, enqueuer: RunEnqueuer, dedupe_ttl_s: int) -> None:
+    def __init__(self, redis: LeanRedis, packer: JobPacker, dedupe_ttl_s: int) -> None:
         self._redis = redis
-        self._enqueuer = enqueuer
+        self._packer = packer
         self._dedupe_ttl = dedupe_ttl_s
         self._claim_ttl = min(CLAIM_SECONDS, dedupe_ttl_s)
 
@@ -125,36 +126,31 @@ class RunStore:
         serialised, before anything is written.
         """
         # Serialise before claiming the key: an unserialisable body must not consume it.
-        commands = self._enqueuer.commands(job)
+        packed = self._packer.render(job)
+        count = self._packer.count
         run_id = job["run_id"]
         try:
             if dedupe_key is None:
-                await self._write(commands, None)
+                await self._redis.transaction((packed,), count)
                 return run_id, False
             # One command checks and claims: no window where two deliveries both see "new".
-            first = await self._redis.set(dedupe_key, run_id, nx=True, get=True, ex=self._claim_ttl)
+            first = await self._redis.call(
+                "SET", dedupe_key, run_id, "NX", "GET", "EX", self._claim_ttl
+            )
         except (RedisError, OSError, TimeoutError) as exc:
             raise QueueUnavailable(repr(exc)) from exc
-        if first is not None:
+        # Our own run id back means a retried SET had already claimed the key for us.
+        if first is not None and first != run_id.encode():
             return (first.decode() if isinstance(first, bytes) else str(first)), True
+        # The job is stored, then the claim may block duplicates for the whole window.
+        extend = pack("EXPIRE", dedupe_key, self._dedupe_ttl)
         try:
-            await self._write(commands, dedupe_key)
+            await self._redis.transaction((packed, extend), count + 1)
         except (RedisError, OSError, TimeoutError) as exc:
             with suppress(RedisError, OSError, TimeoutError):
-                await self._redis.delete(dedupe_key)
+                await self._redis.call("DEL", dedupe_key)
             raise QueueUnavailable(repr(exc)) from exc
         return run_id, False
-
-    async def _write(
-        self, commands: list[tuple[tuple[Any, ...], dict[str, Any]]], key: str | None
-    ) -> None:
-        async with self._redis.pipeline(transaction=True) as pipeline:
-            for args, options in commands:
-                pipeline.execute_command(*args, **options)
-            if key is not None:
-                # The job is stored: now the claim may block duplicates for the whole window.
-                pipeline.expire(key, self._dedupe_ttl)
-            await pipeline.execute()
 
 
 class WebhookService:
