@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` runs them (see mk/bench.mk)."""

@@ -1,0 +1,11 @@
+# Benchmarks: bounded runs that print their numbers; `make bench` runs every one.
+# Other areas add theirs as prerequisites of `bench` in their own mk/<area>.mk.
+
+BENCH_ARGS ?=
+
+.PHONY: bench bench-ingest
+
+bench: bench-ingest ## run every benchmark
+
+bench-ingest: $(STAMP) ## ingest vs a bare FastAPI + Redis LPUSH: req/s, p50/p99, ratio (BENCH_ARGS="--dedupe --signed")
+	$(PY) -m bench.ingest $(BENCH_ARGS)
