@@ -1,0 +1,44 @@
+"""What a step record may contain: the redaction and truncation rules, without processes."""
+
+from __future__ import annotations
+
+import orjson
+
+from services.worker.engine.records import REDACTED, record_payload, redact
+
+
+class TestRedact:
+    def test_secret_params_are_redacted_only_at_the_top(self) -> None:
+        value = {"key": "k1", "nested": {"key": "visible"}}
+        assert redact(value, {"key"}) == {"key": REDACTED, "nested": {"key": "visible"}}
+
+    def test_credential_looking_keys_are_redacted_at_any_depth(self) -> None:
+        value = {"a": [{"X-Api-Key": "1", "Set-Cookie": "2", "accessToken": "3", "page": 4}]}
+        assert redact(value) == {
+            "a": [
+                {"X-Api-Key": REDACTED, "Set-Cookie": REDACTED, "accessToken": REDACTED, "page": 4}
+            ]
+        }
+
+    def test_url_passwords_and_credential_query_parameters_are_redacted(self) -> None:
+        url = "https://bob:pw@api.example.org/v1?api_key=k&page=2&access_token=t#top"
+        assert redact({"url": url}) == {
+            "url": f"https://bob:{REDACTED}@api.example.org/v1"
+            f"?api_key={REDACTED}&page=2&access_token={REDACTED}#top"
+        }
+
+    def test_plain_strings_and_urls_without_credentials_are_unchanged(self) -> None:
+        value = {"message": "token bucket at 3", "url": "http://example.org/a?page=1"}
+        assert redact(value) == value
+
+
+class TestRecordPayload:
+    def test_small_payload_is_recorded_as_is(self) -> None:
+        assert orjson.loads(orjson.dumps(record_payload({"a": 1}, 100))) == {"a": 1}
+
+    def test_oversize_payload_becomes_a_marker_with_size_and_preview(self) -> None:
+        marker = orjson.loads(orjson.dumps(record_payload({"blob": "é" * 2000}, 100)))
+        assert marker["truncated"] is True
+        assert marker["size"] == len(orjson.dumps({"blob": "é" * 2000}))
+        assert marker["preview"].startswith('{"blob":"éé')
+        assert len(marker["preview"].encode()) <= 100
