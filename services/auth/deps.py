@@ -28,6 +28,8 @@ def _throttle(request: Request) -> LoginThrottle:
     return throttle
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session)]
+# scope="function": commit before the response is sent, so a client that gets its 201 can
+# read what it created on the very next request.
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 IssuerDep = Annotated[TokenIssuer, Depends(_issuer)]
 ThrottleDep = Annotated[LoginThrottle, Depends(_throttle)]

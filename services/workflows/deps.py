@@ -75,7 +75,9 @@ def _run_id(run_id: str) -> uuid.UUID:
     return _uuid_or_404(run_id, "run")
 
 
-SessionDep = Annotated[AsyncSession, Depends(_session)]
+# scope="function": commit before the response is sent, so a client that gets its 201 can
+# read what it created on the very next request.
+SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 RegistryDep = Annotated[NodeRegistry, Depends(_registry)]
 MirrorDep = Annotated[HookMirror, Depends(_mirror)]
 UrlsDep = Annotated[WebhookUrls, Depends(_urls)]

@@ -53,6 +53,14 @@ class TestRegister:
         assert response.status_code == 422
         assert any(field in error["loc"] for error in response.json()["detail"])
 
+    def test_user_can_log_in_the_moment_registration_answers(self, auth: httpx.Client) -> None:
+        # The commit must happen before the 201 leaves, or a fast client races it.
+        for _ in range(25):
+            email = _email()
+            auth.post("/auth/register", json={"email": email, "password": "long enough"})
+            login = auth.post("/auth/login", json={"email": email, "password": "long enough"})
+            assert login.status_code == 200, login.text
+
     def test_rejects_malformed_json(self, auth: httpx.Client) -> None:
         response = auth.post(
             "/auth/register", content=b"{nope", headers={"content-type": "application/json"}
