@@ -24,7 +24,8 @@ from rq.serializers import JSONSerializer
 JOB_FUNCTION = "services.worker.jobs.execute_run"
 RQ_QUEUE_PREFIX = "rq:queue:"
 RQ_JOB_PREFIX = "rq:job:"
-# The run record in PostgreSQL is the result; keeping RQ's copy costs Redis writes for nothing.
+# The run record in PostgreSQL is the result, so RQ keeps none. (The worker lets a finished
+# job's hash expire rather than paying RQ's eager delete: services/worker/worker.py.)
 RESULT_TTL_SECONDS = 0
 FAILURE_TTL_SECONDS = 7 * 24 * 3600
 # The engine records node failures itself, so an RQ-level failure means the job never finished:
