@@ -9,7 +9,7 @@ import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from services.ingest.hooks.endpoints import HookRoute, document
+from services.ingest.hooks.endpoints import IngestApp, document
 from services.ingest.hooks.jobs import job_packer
 from services.ingest.hooks.resolver import HookResolver, InternalHookSource
 from services.ingest.hooks.service import RunStore, WebhookService
@@ -70,11 +70,10 @@ def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:
     return {"redis": redis}
 
 
-def create_app() -> FastAPI:
-    """The ingest ASGI app (uvicorn factory)."""
-    app = build_app(
+def create_app() -> IngestApp:
+    """The ingest ASGI app (uvicorn factory); the FastAPI app is its `.api`."""
+    api = build_app(
         service="ingest", title="AutomateOS ingest", lifespan=lifespan, readiness=_readiness
     )
-    app.router.routes.append(HookRoute())
-    document(app)
-    return app
+    document(api)
+    return IngestApp(api, service="ingest")

@@ -7,9 +7,10 @@ probe job, keep its commands as a template with slots for what varies (the run i
 id, the two timestamps and the serialised payload), and render each job by filling the slots.
 
 The template is trusted only after it proved itself: for a second probe with other ids and an
-awkward payload, the rendered commands must equal RQ's byte for byte (timestamps aside, which
-must parse as RQ timestamps). If an RQ upgrade changes the layout, that check fails and ingest
-falls back to asking RQ for every job, slower but still exact.
+awkward payload, the rendered commands must equal RQ's byte for byte, except the timestamps
+(which must parse as RQ timestamps) and `data`, which must decode to the same job tuple. If an
+RQ upgrade changes the layout, that check fails and ingest falls back to asking RQ for every
+job, slower but still exact.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from rq.utils import utcformat, utcparse
 
 from services.ingest.leanredis import bulk, encode
@@ -43,8 +45,26 @@ class TemplateMismatch(Exception):
 
 
 def serialise(job: RunJob) -> bytes:
-    """The job hash's `data`: what RQ's JSON serializer makes of (function, None, args, {})."""
-    return zlib.compress(json.dumps((JOB_FUNCTION, None, (job,), {})).encode())
+    """The job hash's `data`: RQ's job tuple (function, None, args, {}) as compressed JSON.
+
+    RQ's JSON serializer reads it (and `shared.queue.decode_job_data` too); the bytes differ from
+    RQ's own only in JSON spacing and escaping: orjson is ~10x faster than the json module.
+    """
+    try:
+        payload = orjson.dumps((JOB_FUNCTION, None, (job,), {}))
+    except orjson.JSONEncodeError:
+        # orjson nests 254 deep at most; parsed bodies may nest deeper (up to 1024).
+        payload = json.dumps((JOB_FUNCTION, None, (job,), {})).encode()
+    return _compress(payload)
+
+
+def _compress(payload: bytes) -> bytes:
+    # zlib.compress sets up a 32 KiB window and 128 KiB of hash tables on every call, which
+    # costs more than compressing a small payload: size both to the payload instead. The
+    # stream stays standard zlib; any reader inflates it with the default window.
+    wbits = min(15, max(9, len(payload).bit_length()))
+    compressor = zlib.compressobj(6, zlib.DEFLATED, wbits, wbits - 7)
+    return compressor.compress(payload) + compressor.flush()
 
 
 def _probe(run_id: str, workflow_id: str, body: Any) -> RunJob:
@@ -145,6 +165,8 @@ class JobTemplate:
                 field = mine[index - 1] if index >= 3 else b""
                 if field in _TIMESTAMP_FIELDS and _is_timestamp(got) and _is_timestamp(want):
                     continue
+                if field == _DATA_FIELD and _same_payload(got, want):
+                    continue
                 raise TemplateMismatch(f"{mine[:2]!r} argument {index}: {got!r} != {want!r}")
 
 
@@ -154,6 +176,14 @@ def _is_timestamp(value: bytes) -> bool:
     except (ValueError, UnicodeDecodeError):
         return False
     return True
+
+
+def _same_payload(ours: bytes, theirs: bytes) -> bool:
+    """Whether RQ's serializer reads the same job tuple from both `data` values."""
+    try:
+        return bool(json.loads(zlib.decompress(ours)) == json.loads(zlib.decompress(theirs)))
+    except (zlib.error, ValueError):
+        return False
 
 
 def _unpack(resp: bytes) -> list[list[bytes]]:

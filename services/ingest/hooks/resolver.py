@@ -125,36 +125,38 @@ class HookResolver:
         self._ttl = ttl_s
         self._max_entries = max_entries
         self._clock = clock
-        # hash → (expires at, hook or None for unknown); insertion order is expiry order.
+        # token → (expires at, hook or None for unknown); insertion order is expiry order.
         self._entries: OrderedDict[str, tuple[float, Hook | None]] = OrderedDict()
-        # One lookup per hash at a time: a burst on a cold cache costs one GET, not hundreds.
+        # One lookup per token at a time: a burst on a cold cache costs one GET, not hundreds.
         self._inflight: dict[str, asyncio.Task[Hook | None]] = {}
         # A flood of random tokens must not become a flood of calls to the workflows service.
         self._fallback_slots = asyncio.Semaphore(max_fallback_calls)
 
     async def resolve(self, token: str) -> Hook | None:
         """The hook for a URL token, None if unknown; raises HookLookupFailed on an outage."""
-        if _TOKEN.fullmatch(token) is None:
-            return None
-        hashed = token_hash(token)
-        entry = self._entries.get(hashed)
+        # Keyed by the token itself: a cache hit then costs no hashing. The process holds each
+        # request's token in memory anyway; Redis and the logs only ever see its hash.
+        entry = self._entries.get(token)
         if entry is not None and entry[0] > self._clock():
             return entry[1]
-        task = self._inflight.get(hashed)
+        if _TOKEN.fullmatch(token) is None:
+            return None
+        task = self._inflight.get(token)
         if task is None:
-            task = asyncio.create_task(self._load(hashed))
-            self._inflight[hashed] = task
-            task.add_done_callback(partial(self._landed, hashed))
+            task = asyncio.create_task(self._load(token))
+            self._inflight[token] = task
+            task.add_done_callback(partial(self._landed, token))
         # Shielded: one impatient client going away must not cancel the others' lookup.
         return await asyncio.shield(task)
 
-    def _landed(self, hashed: str, task: asyncio.Task[Hook | None]) -> None:
-        if self._inflight.get(hashed) is task:
-            del self._inflight[hashed]
+    def _landed(self, token: str, task: asyncio.Task[Hook | None]) -> None:
+        if self._inflight.get(token) is task:
+            del self._inflight[token]
         if not task.cancelled():
             task.exception()  # retrieved here, so an unwaited failure is not logged as lost
 
-    async def _load(self, hashed: str) -> Hook | None:
+    async def _load(self, token: str) -> Hook | None:
+        hashed = token_hash(token)
         try:
             raw = await self._redis.call("GET", hook_key(hashed))
         except (RedisError, OSError, TimeoutError) as exc:
@@ -171,13 +173,13 @@ class HookResolver:
                 hook = compile_record(record)
                 if hook is None:
                     raise HookLookupFailed("workflows service sent a malformed routing record")
-        self._store(hashed, hook)
+        self._store(token, hook)
         return hook
 
-    def _store(self, hashed: str, hook: Hook | None) -> None:
+    def _store(self, token: str, hook: Hook | None) -> None:
         now = self._clock()
-        self._entries.pop(hashed, None)
-        self._entries[hashed] = (now + self._ttl, hook)
+        self._entries.pop(token, None)
+        self._entries[token] = (now + self._ttl, hook)
         # Entries share one TTL, so the oldest is first: drop expired ones and, if a flood of
         # distinct tokens still overfills the cache, the oldest live ones.
         entries = self._entries
