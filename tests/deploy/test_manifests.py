@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 
 import pytest
@@ -44,6 +45,10 @@ def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _alert_override(override: dict[str, Any]) -> dict[str, Any]:
+    return {"monitoring": {"prometheusRule": {"alerts": {"AutomateOSNoWorkers": override}}}}
 
 
 def _keda_list(manifest: Manifest) -> str:
@@ -470,6 +475,33 @@ class TestMonitoring:
     def test_off_by_default(self, helm) -> None:
         manifest = render(helm, DEFAULT)
         assert manifest.of_kind("ServiceMonitor") == manifest.of_kind("PodMonitor") == []
+        assert manifest.of_kind("PrometheusRule") == []
+        assert manifest.find("ConfigMap", f"{FULLNAME}-dashboards") is None
+
+    def test_dashboard_configmap_for_the_grafana_sidecar(self, helm) -> None:
+        configmap = render(helm, KEDA).get("ConfigMap", f"{FULLNAME}-dashboards")
+        assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert configmap["metadata"]["annotations"] == {"grafana_folder": "AutomateOS"}
+        dashboard = json.loads(configmap["data"]["automateos.json"])
+        assert dashboard["uid"] == "automateos-overview"
+
+    def test_alert_rules_with_the_value_set_overrides(self, helm) -> None:
+        # kubernetes-validate does not know PrometheusRule: the shape the operator reads, here.
+        (rule,) = render(helm, KEDA).of_kind("PrometheusRule")
+        assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        alerts = {}
+        for group in rule["spec"]["groups"]:
+            assert group["name"]
+            assert group["rules"]
+            for alert in group["rules"]:
+                assert {"alert", "expr", "labels"} <= set(alert), alert
+                assert alert["labels"]["team"] == "automation"
+                assert alert["labels"]["severity"]
+                alerts[alert["alert"]] = alert
+        assert "AutomateOSNoWorkers" not in alerts
+        failure_ratio = alerts["AutomateOSRunFailureRatioHigh"]
+        assert "> 0.3 # threshold" in failure_ratio["expr"]
+        assert failure_ratio["for"] == "15m"
 
 
 class TestHelmTest:
@@ -494,6 +526,11 @@ class TestValuesSchema:
             ({"config": {"maxBodyBytes": 20 * 1024 * 1024}}, "maxBodyBytes"),
             ({"worker": {"autoscaling": {"keda": {"minReplicas": -1}}}}, "minReplicas"),
             ({"database": {"url": "mysql://x"}}, "url"),
+            ({"monitoring": {"dashboards": {"enabeld": True}}}, "enabeld"),
+            ({"monitoring": {"dashboards": {"labels": {"grafana_dashboard": 1}}}}, "grafana"),
+            ({"monitoring": {"prometheusRule": {"additionalLabel": {}}}}, "additionalLabel"),
+            (_alert_override({"threshhold": 45}), "threshhold"),
+            (_alert_override({"for": "5 min"}), "for"),
         ],
     )
     def test_rejects_bad_values(self, helm, values, message) -> None:
@@ -513,8 +550,6 @@ class TestValuesSchema:
             render(helm, DEFAULT, values=values)
 
     def test_values_yaml_documents_every_top_level_section_in_the_schema(self) -> None:
-        import json
-
         yaml = pytest.importorskip("yaml")
         schema = json.loads((CHART / "values.schema.json").read_text())
         values = yaml.safe_load((CHART / "values.yaml").read_text())

@@ -56,6 +56,29 @@ def test_rendered_objects_pass_strict_validation(
     assert not failures, "\n".join(failures)
 
 
+def test_optional_crds_annotation_names_every_custom_kind_the_chart_renders(helm: str) -> None:
+    # Chart.yaml's automateos.io/optional-crds tells operators which CRDs the toggles need:
+    # "group/version Kind,Kind; group/version Kind".
+    yaml = pytest.importorskip("yaml")
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    listed = set()
+    for entry in chart["annotations"]["automateos.io/optional-crds"].split(";"):
+        api_version, kinds = entry.split()
+        listed |= {(api_version, kind) for kind in kinds.split(",")}
+    rendered = {
+        (obj["apiVersion"], obj["kind"])
+        for values in CI_VALUES
+        for obj in render(helm, values).objects
+    }
+    # Built-in groups are core ("v1"), dotless (apps, batch, policy) or end in .k8s.io.
+    custom = {
+        (version, kind)
+        for version, kind in rendered
+        if "." in (group := version.rpartition("/")[0]) and not group.endswith(".k8s.io")
+    }
+    assert custom == listed == CUSTOM_KINDS
+
+
 def test_helm3_and_helm4_render_the_same(helm: str, helm4: str) -> None:
     # The value set with every secret given explicitly renders deterministically.
     values = CHART / "ci" / "ingress-tls-values.yaml"

@@ -60,10 +60,18 @@ class TestDashboards:
         labels = manifest.get("ConfigMap", f"{FULLNAME}-dashboards")["metadata"]["labels"]
         assert labels["grafana_dashboard"] == "1"
 
+    def test_own_labels_are_added_to_the_sidecar_label(self, helm):
+        block = {"enabled": True, "labels": {"team": "automation"}}
+        manifest = render(helm, values=monitoring(dashboards=block))
+        labels = manifest.get("ConfigMap", f"{FULLNAME}-dashboards")["metadata"]["labels"]
+        assert (labels["grafana_dashboard"], labels["team"]) == ("1", "automation")
+
     def test_sidecar_labels_annotations_and_namespace_are_configurable(self, helm):
+        # values.yaml holds the default label, and Helm merges maps: a label is added to it,
+        # and `null` drops it.
         block = {
             "enabled": True,
-            "labels": {"dashboards": "automateos"},
+            "labels": {"dashboards": "automateos", "grafana_dashboard": None},
             "annotations": {"grafana_folder": "AutomateOS"},
             "namespace": "monitoring",
         }
