@@ -74,6 +74,30 @@ CLAIM_SECONDS = 30
 RETRY_AFTER_SECONDS = 5
 
 
+class ThrottledLog:
+    """One warning per interval for a repeating failure, with how many were suppressed.
+
+    During an outage every request fails the same way; a line per request would bury the logs
+    (and cost the hot path) without saying anything new.
+    """
+
+    def __init__(self, message: str, interval_s: float = 5.0) -> None:
+        self._message = message
+        self._interval = interval_s
+        self._next = 0.0
+        self._suppressed = 0
+
+    def warn(self, error: str) -> None:
+        """Log `error` unless a line went out less than `interval_s` ago."""
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        log.warning(self._message, extra={"error": error, "suppressed": self._suppressed})
+        self._next = now + self._interval
+        self._suppressed = 0
+
+
 class BodyTooLarge(Exception):
     """The body grew past the limit while it was streamed in."""
 
@@ -161,6 +185,8 @@ class WebhookService:
         self._store = store
         self._max_body = max_body_bytes
         self._too_large = _error(413, TOO_LARGE_DETAIL.format(max_body_bytes), close=True)
+        self._lookup_failures = ThrottledLog("webhook lookup failed")
+        self._enqueue_failures = ThrottledLog("could not enqueue a webhook run")
 
     async def receive(
         self,
@@ -182,7 +208,7 @@ class WebhookService:
         try:
             hook = await self._resolver.resolve(token)
         except HookLookupFailed as exc:
-            log.warning("webhook lookup failed", extra={"error": str(exc)})
+            self._lookup_failures.warn(str(exc))
             return self._count("unavailable", LOOKUP_UNAVAILABLE)
         if hook is None:
             return self._count("unknown", UNKNOWN)
@@ -252,7 +278,7 @@ class WebhookService:
         try:
             run_id, duplicate = await self._store.store(job, dedupe_key)
         except QueueUnavailable as exc:
-            log.warning("could not enqueue a webhook run", extra={"error": str(exc)})
+            self._enqueue_failures.warn(str(exc))
             return self._count("unavailable", QUEUE_UNAVAILABLE)
         except (ValueError, RecursionError):
             # orjson parsed it, but the queue's JSON encoder cannot nest that deep.

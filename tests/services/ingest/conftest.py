@@ -35,6 +35,17 @@ from tests.fixtures.stack import ServiceProcess, stack_env, start_service, wait_
 MAX_BODY_BYTES = 64 * 1024
 
 
+def as_text(value: bytes | str | None) -> str:
+    """A value the sync Redis client returned (bytes: we never ask it to decode)."""
+    assert value is not None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def as_bytes(value: bytes | str | None) -> bytes:
+    assert isinstance(value, bytes)
+    return value
+
+
 class FakeWorkflows(ThreadingHTTPServer):
     """Plays the workflows service's `GET /internal/hooks/{token_hash}` on 127.0.0.1."""
 
@@ -185,7 +196,7 @@ class Ingest:
         return hook
 
     def queued_ids(self) -> list[str]:
-        return [raw.decode() for raw in self.redis.lrange(self.queue, 0, -1)]
+        return [as_text(raw) for raw in self.redis.lrange(self.queue, 0, -1)]
 
     def job(self, run_id: str) -> RunJob:
         """The RunJob of a queued run, read back with RQ's own reader."""

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.services.ingest.conftest import Ingest, RoutedHook
+from tests.services.ingest.conftest import Ingest, RoutedHook, as_bytes
 
 
 def _accepted(response: httpx.Response) -> str:
@@ -221,7 +221,7 @@ class TestRedaction:
         response = client.post(hook.path, headers={name: "s3cr3t-value"})
         run_id = _accepted(response)
         assert ingest.job(run_id)["trigger"]["headers"][name.lower()] == "[redacted]"
-        assert b"s3cr3t-value" not in ingest.redis.hget(f"rq:job:{run_id}", "data")
+        assert b"s3cr3t-value" not in as_bytes(ingest.redis.hget(f"rq:job:{run_id}", "data"))
 
     def test_configured_signature_header_is_redacted(
         self, client: httpx.Client, route, ingest: Ingest

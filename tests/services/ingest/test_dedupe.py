@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.services.ingest.conftest import Ingest, RoutedHook
+from tests.services.ingest.conftest import Ingest, RoutedHook, as_text
 
 DELIVERY_HEADERS = ["Idempotency-Key", "webhook-id", "X-GitHub-Delivery"]
 
@@ -69,7 +69,7 @@ class TestDedupe:
     ) -> None:
         response = client.post(hook.path, json={}, headers={"Idempotency-Key": "ttl"})
         stored = _dedupe_key(hook.workflow_id, "ttl")
-        assert ingest.redis.get(stored).decode() == response.json()["run_id"]
+        assert as_text(ingest.redis.get(stored)) == response.json()["run_id"]
         ttl = ingest.redis.ttl(stored)
         assert 7 * 24 * 3600 - 60 < ttl <= 7 * 24 * 3600
 

@@ -19,6 +19,7 @@ from services.ingest.leanredis import LeanRedis
 from shared.ids import uuid7
 from shared.queue import JOB_FUNCTION, RunEnqueuer, RunJob, decode_job_data
 from tests.fixtures.servers import Infra
+from tests.services.ingest.conftest import as_bytes
 
 
 def _job(body: Any = None) -> RunJob:
@@ -85,8 +86,8 @@ class TestTemplate:
         assert by_template.keys() == by_rq.keys()
         for field in by_rq.keys() - {b"created_at", b"enqueued_at", b"data"}:
             assert by_template[field] == by_rq[field], field
-        assert orjson.loads(zlib.decompress(by_template[b"data"])) == orjson.loads(
-            zlib.decompress(by_rq[b"data"])
+        assert orjson.loads(zlib.decompress(as_bytes(by_template[b"data"]))) == orjson.loads(
+            zlib.decompress(as_bytes(by_rq[b"data"]))
         )
 
     def test_payload_is_readable_by_the_shared_decoder(self) -> None:

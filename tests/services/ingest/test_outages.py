@@ -123,13 +123,19 @@ def no_rpush_user(infra: Infra) -> Iterator[str]:
     """A Redis user that may do everything but RPUSH: the job's MULTI fails after the claim."""
     admin = redis.Redis.from_url(infra.redis_url)
     name, password = f"norpush{secrets.token_hex(3)}", secrets.token_hex(12)
-    admin.execute_command(
-        "ACL", "SETUSER", name, "on", f">{password}", "~*", "&*", "+@all", "-rpush"
+    admin.acl_setuser(
+        name,
+        enabled=True,
+        passwords=[f"+{password}"],
+        keys=["*"],
+        channels=["*"],
+        categories=["+@all"],
+        commands=["-rpush"],
     )
     try:
         yield infra.redis_url.replace("redis://", f"redis://{name}:{password}@")
     finally:
-        admin.execute_command("ACL", "DELUSER", name)
+        admin.acl_deluser(name)
         admin.close()
 
 

@@ -95,7 +95,12 @@ class TestGitHub:
 
     def test_non_ascii_signature_is_401(self, client: httpx.Client, github: RoutedHook) -> None:
         response = client.post(
-            github.path, content=BODY, headers={**JSON, "X-Hub-Signature-256": b"sha256=\xff\xfe"}
+            github.path,
+            content=BODY,
+            headers=[
+                (b"content-type", b"application/json"),
+                (b"x-hub-signature-256", b"sha256=\xff"),
+            ],
         )
         assert response.status_code == 401
 
@@ -114,7 +119,9 @@ class TestStandardWebhooks:
     def standard(self, route: Callable[..., RoutedHook]) -> RoutedHook:
         return route(signature={"scheme": "standard-webhooks", "secret": self.SECRET})
 
-    def _headers(self, signature: str, msg_id: str = "msg_1", ts: int | None = None) -> dict:
+    def _headers(
+        self, signature: str, msg_id: str = "msg_1", ts: int | None = None
+    ) -> dict[str, str]:
         timestamp = int(time.time()) if ts is None else ts
         return {
             **JSON,
@@ -258,7 +265,7 @@ class TestMisconfigured:
         ids=["unknown-scheme", "no-secret"],
     )
     def test_fails_closed(
-        self, client: httpx.Client, route: Callable[..., RoutedHook], signature: dict
+        self, client: httpx.Client, route: Callable[..., RoutedHook], signature: dict[str, str]
     ) -> None:
         hook = route(signature=signature)
         response = client.post(hook.path, content=BODY, headers=JSON)
