@@ -465,12 +465,16 @@ class TestMonitoring:
             )
             assert monitor["spec"]["endpoints"][0]["port"] == "http"
             assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+            # Keeps the services' own `service` label, which the dashboard and alerts select on
+            # (the metrics test scrapes with honor_labels and the operator's target labels).
+            assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
         pod_monitor = manifest.component("PodMonitor", "worker")
         labels = manifest.component("Deployment", "worker")["spec"]["template"]["metadata"][
             "labels"
         ]
         assert _selects(pod_monitor["spec"]["selector"]["matchLabels"], labels)
         assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+        assert pod_monitor["spec"]["podMetricsEndpoints"][0]["honorLabels"] is True
 
     def test_off_by_default(self, helm) -> None:
         manifest = render(helm, DEFAULT)

@@ -77,7 +77,28 @@ def finite_samples(result: list[dict[str, Any]]) -> int:
     return sum(1 for sample in result if math.isfinite(float(sample["value"][1])))
 
 
-def _config(targets: Mapping[str, str], rule_files: list[Path]) -> dict[str, Any]:
+def operator_target_labels(component: str, release: str = "automateos") -> dict[str, str]:
+    """The target labels the Prometheus Operator adds when it scrapes a component through the
+    chart's ServiceMonitor (auth, workflows, ingest) or PodMonitor (worker).
+
+    The one that matters is `service`, the Kubernetes Service's name: it collides with the
+    services' own `service` label, and only the monitors' `honorLabels: true` keeps theirs (else
+    it arrives as `exported_service`). `job` stays the component name here; the dashboard takes
+    any job names.
+    """
+    pod = f"{release}-{component}-5d8f7c9b6-x7k2p"
+    labels = {"namespace": release, "pod": pod, "container": component}
+    if component == "worker":
+        return {**labels, "endpoint": "metrics"}
+    return {**labels, "endpoint": "http", "service": f"{release}-{component}"}
+
+
+def _config(
+    targets: Mapping[str, str],
+    rule_files: list[Path],
+    target_labels: Mapping[str, Mapping[str, str]],
+    honor_labels: bool,
+) -> dict[str, Any]:
     return {
         "global": {
             "scrape_interval": f"{SCRAPE_INTERVAL_S}s",
@@ -86,7 +107,13 @@ def _config(targets: Mapping[str, str], rule_files: list[Path]) -> dict[str, Any
         },
         "rule_files": [str(path) for path in rule_files],
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [target]}]}
+            {
+                "job_name": job,
+                "honor_labels": honor_labels,
+                "static_configs": [
+                    {"targets": [target], "labels": dict(target_labels.get(job, {}))}
+                ],
+            }
             for job, target in targets.items()
         ],
     }
@@ -94,12 +121,21 @@ def _config(targets: Mapping[str, str], rule_files: list[Path]) -> dict[str, Any
 
 @contextmanager
 def running_prometheus(
-    binary: str, base_dir: Path, targets: Mapping[str, str], rule_files: list[Path]
+    binary: str,
+    base_dir: Path,
+    targets: Mapping[str, str],
+    rule_files: list[Path],
+    target_labels: Mapping[str, Mapping[str, str]] | None = None,
+    honor_labels: bool = False,
 ) -> Iterator[Prometheus]:
-    """Prometheus scraping `targets` (job -> host:port) with `rule_files` loaded."""
+    """Prometheus scraping `targets` (job -> host:port) with `rule_files` loaded; each job's
+    target gets `target_labels[job]`, and `honor_labels` settles collisions as the scrape
+    config's option does."""
     base_dir.mkdir(parents=True, exist_ok=True)
     config = base_dir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(_config(targets, rule_files)))
+    config.write_text(
+        yaml.safe_dump(_config(targets, rule_files, target_labels or {}, honor_labels))
+    )
     port = free_port()
     log_path = base_dir / "prometheus.log"
     with open(log_path, "ab") as log:

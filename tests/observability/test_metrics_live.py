@@ -30,12 +30,14 @@ from tests.observability.prometheus import (
     Prometheus,
     QueryError,
     finite_samples,
+    operator_target_labels,
     running_prometheus,
 )
 from tests.observability.promql import (
     ALERTS,
     COMPONENTS,
     EXTRA_METRICS,
+    HTTP_COMPONENTS,
     ROOT,
     Metric,
     PanelQuery,
@@ -53,7 +55,10 @@ pytestmark = pytest.mark.metrics
 QUERIES = panel_queries(load_dashboard())
 ALERT_RULES = load_alerts()
 CATALOGUE = catalogue()
-TARGET_LABELS = {"job", "instance"}
+# Labels the scrape adds: Prometheus's own, and the Prometheus Operator's (operator_target_labels).
+# `service` is one of them for auth, workflows and ingest, and also a label of their own request
+# metrics: there theirs must win (the monitors' honorLabels).
+TARGET_LABELS = {"job", "instance", "namespace", "pod", "container", "endpoint", "service"}
 # Generous for every bounded label we have (status codes, routes, node types, buckets), tiny
 # next to what one id or token per request would produce (hundreds here).
 MAX_LABEL_VALUES = 40
@@ -95,7 +100,12 @@ def observed(
     env["AUTOMATEOS_MAX_BODY_BYTES"] = str(traffic.MAX_BODY_BYTES)
     with running_stack(env, base, COMPONENTS) as stack, traffic.echo_server() as echo_url:
         targets = {name: f"127.0.0.1:{service.port}" for name, service in stack.services.items()}
-        with running_prometheus(prometheus_binary, base / "prometheus", targets, [ALERTS]) as prom:
+        # Scraped as the chart's ServiceMonitors/PodMonitor would have it: the operator's target
+        # labels, honorLabels on.
+        labels = {name: operator_target_labels(name) for name in targets}
+        with running_prometheus(
+            prometheus_binary, base / "prometheus", targets, [ALERTS], labels, honor_labels=True
+        ) as prom:
             # A sample before the traffic, so rate() and increase() see all of it.
             prom.wait_for_scrape_after(time.time(), list(targets), deadline_s=30)
             sent = traffic.send_traffic(stack, echo_url)
@@ -177,10 +187,19 @@ class TestCatalogue:
             f"{metric.name}: not exported by {sorted(missing)} (catalogue says it is)"
         )
         for labels in series:
-            names = set(labels) - {"__name__"} - TARGET_LABELS
+            names = set(labels) - {"__name__"} - (TARGET_LABELS - set(metric.labels))
             assert names == set(metric.labels), f"{metric.name}: labels {sorted(names)}"
             for label, allowed in metric.values.items():
                 assert labels[label] in allowed, f"{metric.name}{{{label}={labels[label]!r}}}"
+
+    @pytest.mark.parametrize("job", HTTP_COMPONENTS)
+    def test_request_metrics_keep_the_services_own_service_label(self, observed, job):
+        # Scraped like the ServiceMonitor does, whose `service` target label is the Kubernetes
+        # Service's name: without honorLabels the dashboard's service="ingest" would match nothing.
+        series = observed.prometheus.series(f'automateos_http_requests_total{{job="{job}"}}')
+        assert series
+        assert {labels["service"] for labels in series} == {job}
+        assert not [labels for labels in series if "exported_service" in labels]
 
     @pytest.mark.parametrize("job", COMPONENTS)
     @pytest.mark.parametrize("name", ["process_resident_memory_bytes", "process_cpu_seconds_total"])

@@ -113,7 +113,12 @@ spec:
   {{- end }}
 {{- end -}}
 
-{{/* ServiceMonitor of an HTTP component (/metrics on its http port). */}}
+{{/*
+ServiceMonitor of an HTTP component (/metrics on its http port). honorLabels: the operator sets
+a `service` target label (the Kubernetes Service's name) that would otherwise rename the
+services' own `service` label (auth, workflows, ingest) to `exported_service`; the dashboard and
+alerts select and group on the services' own.
+*/}}
 {{- define "automateos.serviceMonitor" -}}
 {{- $m := .ctx.Values.monitoring.serviceMonitor -}}
 apiVersion: monitoring.coreos.com/v1
@@ -132,6 +137,7 @@ spec:
   endpoints:
     - port: http
       path: /metrics
+      honorLabels: true
       interval: {{ $m.interval }}
       scrapeTimeout: {{ $m.scrapeTimeout }}
       {{- with $m.relabelings }}
