@@ -121,8 +121,6 @@ class HookEndpoint:
         reply = await service.receive(
             token, scope["method"], scope["headers"], scope["query_string"], body
         )
-        if reply is None:
-            return  # the client disconnected: nobody is left to answer
         extra = [*reply.headers, _CLOSE] if reply.close else list(reply.headers)
         await _send_json(send, reply.status, reply.body, extra)
 
