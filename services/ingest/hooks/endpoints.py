@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from services.ingest.hooks.service import BodyTooLarge, WebhookService
 from shared.service import RequestMetricsMiddleware
@@ -98,29 +98,19 @@ class HookEndpoint:
         if scope["method"] not in HOOK_METHODS:
             await _send_json(send, 405, _NOT_ALLOWED, [(b"allow", _ALLOW)])
             return
-        started = False
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            await self._handle(token, scope, receive, tracked_send)
-        except Exception:
-            log.exception("unhandled error", extra={"path_template": HOOK_PATH})
-            if not started:
-                await _send_json(send, 500, _INTERNAL)
-
-    async def _handle(self, token: str, scope: Scope, receive: Receive, send: Send) -> None:
         service: WebhookService = self._api.state.webhooks
 
         async def body(limit: int) -> bytes | None:
             return await read_body(receive, limit)
 
-        reply = await service.receive(
-            token, scope["method"], scope["headers"], scope["query_string"], body
-        )
+        try:
+            reply = await service.receive(
+                token, scope["method"], scope["headers"], scope["query_string"], body
+            )
+        except Exception:
+            log.exception("unhandled error", extra={"path_template": HOOK_PATH})
+            await _send_json(send, 500, _INTERNAL)
+            return
         extra = [*reply.headers, _CLOSE] if reply.close else list(reply.headers)
         await _send_json(send, reply.status, reply.body, extra)
 

@@ -125,7 +125,8 @@ class HookResolver:
         self._ttl = ttl_s
         self._max_entries = max_entries
         self._clock = clock
-        # token → (expires at, hook or None for unknown); insertion order is expiry order.
+        # token → (expires at, hook or None for unknown). Insertion order is expiry order but
+        # for slow reads; eviction relies on it, lookups check the expiry themselves.
         self._entries: OrderedDict[str, tuple[float, Hook | None]] = OrderedDict()
         # One lookup per token at a time: a burst on a cold cache costs one GET, not hundreds.
         self._inflight: dict[str, asyncio.Task[Hook | None]] = {}
@@ -156,6 +157,9 @@ class HookResolver:
             task.exception()  # retrieved here, so an unwaited failure is not logged as lost
 
     async def _load(self, token: str) -> Hook | None:
+        # The entry expires a TTL after the read began, however long the read took, so what
+        # was true at that moment is never served for longer than the TTL.
+        read_at = self._clock()
         hashed = token_hash(token)
         try:
             raw = await self._redis.call("GET", hook_key(hashed))
@@ -173,13 +177,13 @@ class HookResolver:
                 hook = compile_record(record)
                 if hook is None:
                     raise HookLookupFailed("workflows service sent a malformed routing record")
-        self._store(token, hook)
+        self._store(token, hook, read_at)
         return hook
 
-    def _store(self, token: str, hook: Hook | None) -> None:
+    def _store(self, token: str, hook: Hook | None, read_at: float) -> None:
         now = self._clock()
         self._entries.pop(token, None)
-        self._entries[token] = (now + self._ttl, hook)
+        self._entries[token] = (read_at + self._ttl, hook)
         # Entries share one TTL, so the oldest is first: drop expired ones and, if a flood of
         # distinct tokens still overfills the cache, the oldest live ones.
         entries = self._entries
