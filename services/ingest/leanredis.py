@@ -121,8 +121,11 @@ class LeanRedis:
                 except (RedisConnectionError, OSError):
                     if not reused:
                         raise
-                # A reused connection Redis closed while it sat idle (restart, idle timeout):
-                # the commands never ran, so a fresh connection may send them again.
+                # Almost always a connection Redis closed while it sat idle (restart, idle
+                # timeout), so the commands never ran and a fresh connection sends them again.
+                # Should the link have broken after Redis ran them, the job id lands on the queue
+                # twice: the queue contract allows a job to run twice (the run is keyed by run
+                # id), and a re-sent dedupe claim reads back our own run id (see RunStore).
                 return await self._roundtrip(self._new_connection(), packed, replies)
             finally:
                 self._slots.release()
