@@ -81,11 +81,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.devstack")
     parser.add_argument("command", choices=["up"])
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    # Below Linux's ephemeral range (32768-60999), so an outgoing connection's local port can
+    # never be holding them when the stack starts.
     parser.add_argument(
-        "--pg-port", type=int, default=int(os.environ.get("AUTOMATEOS_DEV_PG_PORT", 55432))
+        "--pg-port", type=int, default=int(os.environ.get("AUTOMATEOS_DEV_PG_PORT", 15432))
     )
     parser.add_argument(
-        "--redis-port", type=int, default=int(os.environ.get("AUTOMATEOS_DEV_REDIS_PORT", 56379))
+        "--redis-port", type=int, default=int(os.environ.get("AUTOMATEOS_DEV_REDIS_PORT", 16379))
     )
     args = parser.parse_args()
 
