@@ -27,9 +27,22 @@ The API the services call (everything else here is private):
         hooks: an RQ work horse leaves through `os._exit`, which would drop its last batch.
     tracing_exporter() -> SpanExporter | None
         What configure_tracing exports to (None: not exported), for a start-up log line.
+    entry_span(name, traceparent, kind=SpanKind.SERVER) -> context manager of a Span
+        The span where a request enters this process (ingest's webhook, a manual run), current
+        while the block runs, a child of `traceparent` when that is valid, else a new root.
+        The caller records the outcome (an exception leaving the block is not marked an
+        error: for an HTTP server a 404 is not one). For the hot path: while nothing receives
+        finished spans (no exporter, no added processor) it builds no SDK span, only the ids
+        and sampling flag the SDK would have given it (see `_id_only_span`).
+    add_span_processor(processor: SpanProcessor) -> None
+        Send finished spans somewhere besides the exporter (in-process tests); after it,
+        entry_span builds real spans.
 
 Span attribute names (use these constants, never string literals, so dashboards and trace
-queries can rely on them): RUN_ID, WORKFLOW_ID, NODE_ID, NODE_TYPE.
+queries can rely on them): RUN_ID, WORKFLOW_ID, WORKFLOW_VERSION, RUN_ATTEMPT, RUN_STATUS,
+NODE_ID, NODE_TYPE, NODE_ATTEMPTS, NODE_STATUS, WEBHOOK_OUTCOME, and the HTTP ones of the
+OpenTelemetry semantic conventions: HTTP_METHOD, HTTP_ROUTE (the template, never the path: it
+carries tokens), HTTP_STATUS_CODE.
 
 Typical use:
 
@@ -52,27 +65,43 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 
+from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
+    "HTTP_METHOD",
+    "HTTP_ROUTE",
+    "HTTP_STATUS_CODE",
+    "NODE_ATTEMPTS",
     "NODE_ID",
+    "NODE_STATUS",
     "NODE_TYPE",
+    "RUN_ATTEMPT",
     "RUN_ID",
+    "RUN_STATUS",
+    "WEBHOOK_OUTCOME",
     "WORKFLOW_ID",
+    "WORKFLOW_VERSION",
+    "SpanKind",
+    "add_span_processor",
     "configure_tracing",
     "context_from_traceparent",
     "current_traceparent",
+    "entry_span",
     "flush_tracing",
     "inject_headers",
     "tracer",
@@ -83,8 +112,18 @@ log = logging.getLogger(__name__)
 
 RUN_ID = "automateos.run_id"
 WORKFLOW_ID = "automateos.workflow_id"
+WORKFLOW_VERSION = "automateos.workflow_version"
+RUN_ATTEMPT = "automateos.run.attempt"
+RUN_STATUS = "automateos.run.status"
 NODE_ID = "automateos.node.id"
 NODE_TYPE = "automateos.node.type"
+NODE_ATTEMPTS = "automateos.node.attempts"
+NODE_STATUS = "automateos.node.status"
+WEBHOOK_OUTCOME = "automateos.webhook.outcome"
+# OpenTelemetry semantic conventions (stable HTTP attributes).
+HTTP_METHOD = "http.request.method"
+HTTP_ROUTE = "http.route"
+HTTP_STATUS_CODE = "http.response.status_code"
 
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 # The job contract carries exactly one W3C `traceparent`, whatever OTEL_PROPAGATORS says, so
@@ -94,6 +133,10 @@ _W3C = TraceContextTextMapPropagator()
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
 _exporter: SpanExporter | None = None
+# True while a provider is installed and enabled but nothing receives finished spans (no
+# exporter, no added processor): a recorded span is then work nobody sees, so entry_span
+# builds only its identity.
+_ids_only = False
 
 
 def _resource(service_name: str) -> Resource:
@@ -136,18 +179,20 @@ def _exporter_from_environment() -> SpanExporter | None:
 
 def configure_tracing(service_name: str) -> None:
     """Install the process's TracerProvider (see the module docstring); idempotent."""
-    global _provider, _exporter
+    global _provider, _exporter, _ids_only
     with _lock:
         if _provider is not None:
             return
         provider = TracerProvider(resource=_resource(service_name))
         exporter = None
-        if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true":
+        disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+        if not disabled:
             exporter = _exporter_from_environment()
         if exporter is not None:
             provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
         _provider, _exporter = provider, exporter
+        _ids_only = not disabled and exporter is None
     if exporter is not None:
         log.info("exporting traces", extra={"exporter": type(exporter).__name__})
 
@@ -159,9 +204,11 @@ def tracer(name: str) -> trace.Tracer:
 
 def current_traceparent() -> str | None:
     """The W3C traceparent header value of the current span, or None when there is none."""
-    carrier: dict[str, str] = {}
-    _W3C.inject(carrier)
-    return carrier.get("traceparent")
+    # What _W3C.inject writes, without the carrier and tracestate (on ingest's hot path).
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
 
 
 def context_from_traceparent(traceparent: str | None) -> Context:
@@ -190,3 +237,75 @@ def flush_tracing(timeout_s: float = 5.0) -> bool:
 def tracing_exporter() -> SpanExporter | None:
     """The exporter configure_tracing installed, or None when spans are not exported."""
     return _exporter
+
+
+def add_span_processor(processor: SpanProcessor) -> None:
+    """Also hand finished spans to `processor` (after configure_tracing); entry_span records
+    real spans from then on."""
+    global _ids_only
+    if _provider is None:
+        raise RuntimeError("configure_tracing() first")
+    _provider.add_span_processor(processor)
+    _ids_only = False
+
+
+@contextmanager
+def entry_span(
+    name: str, traceparent: str | None, kind: SpanKind = SpanKind.SERVER
+) -> Iterator[Span]:
+    """The span of a request entering this process, current for the block (module docstring).
+
+    `name` must be low-cardinality (a route template, never a path with a token in it).
+    """
+    parent = context_from_traceparent(traceparent)
+    if not _ids_only:
+        with trace.get_tracer(__name__).start_as_current_span(
+            name,
+            context=parent,
+            kind=kind,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            yield span
+        return
+    span = _id_only_span(name, kind, parent)
+    token = context_api.attach(trace.set_span_in_context(span))
+    try:
+        yield span
+    finally:
+        context_api.detach(token)
+
+
+def _id_only_span(name: str, kind: SpanKind, parent: Context) -> Span:
+    """What the SDK's `Tracer.start_span` returns, less the recording: the same trace id (the
+    parent's or a new one), a new span id, the sampler's decision in the flags.
+
+    With no span processor a recorded span is dropped when it ends; its only visible effect is
+    its identity, which goes on in the job's traceparent and the log lines. That identity is
+    all this builds, for about a fifth of the cost (docs/observability.md, "Traces"). Nothing
+    is recorded, so attributes set on it are ignored, as they would be by a processor-less SDK.
+    """
+    assert _provider is not None
+    ids = _provider.id_generator
+    parent_context = trace.get_current_span(parent).get_span_context()
+    if parent_context.is_valid:
+        trace_id = parent_context.trace_id
+        random_trace_id = parent_context.trace_flags.random_trace_id
+    else:
+        trace_id = ids.generate_trace_id()
+        random_trace_id = ids.is_trace_id_random()
+    sampling = _provider.sampler.should_sample(parent, trace_id, name, kind)
+    # Decision.is_sampled() is this comparison, untyped.
+    sampled = sampling.decision is Decision.RECORD_AND_SAMPLE
+    flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
+    if random_trace_id:
+        flags |= TraceFlags.RANDOM_TRACE_ID
+    return NonRecordingSpan(
+        SpanContext(
+            trace_id,
+            ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(flags),
+            trace_state=sampling.trace_state,
+        )
+    )

@@ -2,31 +2,42 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
 
 from shared import telemetry
+from shared.logs import JsonFormatter
 from shared.telemetry import (
     RUN_ID,
+    SpanKind,
+    add_span_processor,
     configure_tracing,
     context_from_traceparent,
     current_traceparent,
+    entry_span,
     flush_tracing,
     inject_headers,
     tracer,
     tracing_exporter,
 )
+from tests.fixtures.otlp import OtlpReceiver, running_otlp_receiver
+
+INCOMING_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+INCOMING_SPAN_ID = "00f067aa0ba902b7"
+INCOMING = f"00-{INCOMING_TRACE_ID}-{INCOMING_SPAN_ID}-01"
+UNSAMPLED = f"00-{INCOMING_TRACE_ID}-{INCOMING_SPAN_ID}-00"
+ZERO_TRACE_ID = f"00-{'0' * 32}-{INCOMING_SPAN_ID}-01"
 
 OTEL_VARIABLES = (
     "OTEL_SDK_DISABLED",
@@ -50,6 +61,7 @@ def fresh_tracing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     monkeypatch.setattr(telemetry, "_provider", None)
     monkeypatch.setattr(telemetry, "_exporter", None)
+    monkeypatch.setattr(telemetry, "_ids_only", False)
     yield
     provider = telemetry._provider
     if provider is not None:
@@ -59,10 +71,8 @@ def fresh_tracing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def capture() -> InMemorySpanExporter:
     """Configure tracing and record every finished span in memory."""
     configure_tracing("test")
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
     spans = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
+    add_span_processor(SimpleSpanProcessor(spans))
     return spans
 
 
@@ -231,40 +241,15 @@ class TestOutgoingRequests:
         assert headers["accept"] == "application/json"
 
 
-class _Collector(BaseHTTPRequestHandler):
-    received: list[tuple[str, bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append((self.path, body))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def collector() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
-    """A minimal OTLP/HTTP receiver on 127.0.0.1 that keeps the raw requests."""
-    received: list[tuple[str, bytes]] = []
-    handler = type("Collector", (_Collector,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver() -> Iterator[OtlpReceiver]:
+    with running_otlp_receiver() as started:
+        yield started
 
 
 class TestOtlpExport:
-    def test_spans_reach_the_collector_named_by_the_environment(self, monkeypatch, collector):
-        url, received = collector
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    def test_spans_reach_the_collector_named_by_the_environment(self, monkeypatch, receiver):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
         configure_tracing("ingest")
         with tracer("ingest").start_as_current_span("webhook") as span:
             span.set_attribute(RUN_ID, "r1")
@@ -272,12 +257,144 @@ class TestOtlpExport:
 
         assert flush_tracing(10)
 
-        assert [path for path, _ in received] == ["/v1/traces"]
-        request = ExportTraceServiceRequest.FromString(received[0][1])
-        resource_spans = request.resource_spans[0]
-        names = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-        assert names["service.name"] == "ingest"
-        exported = resource_spans.scope_spans[0].spans[0]
+        assert [path for path, _ in receiver.requests] == ["/v1/traces"]
+        [exported] = receiver.spans()
+        assert exported.service == "ingest"
         assert exported.name == "webhook"
-        assert exported.trace_id == trace_id.to_bytes(16, "big")
-        assert {a.key: a.value.string_value for a in exported.attributes}[RUN_ID] == "r1"
+        assert exported.trace_id == f"{trace_id:032x}"
+        assert exported.attributes[RUN_ID] == "r1"
+
+    def test_an_entry_span_is_exported_when_an_endpoint_is_set(self, monkeypatch, receiver):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        configure_tracing("ingest")
+        with entry_span("POST /hooks/{token}", INCOMING) as span:
+            assert span.is_recording()
+            span.set_attribute(RUN_ID, "r1")
+
+        assert flush_tracing(10)
+        [exported] = receiver.spans()
+        assert (exported.name, exported.kind) == ("POST /hooks/{token}", "SERVER")
+        assert exported.trace_id == INCOMING_TRACE_ID
+        assert exported.parent_span_id == INCOMING_SPAN_ID
+
+
+def parts(traceparent: str | None) -> tuple[str, str, str, int]:
+    assert traceparent is not None
+    version, trace_id, span_id, flags = traceparent.split("-")
+    return version, trace_id, span_id, int(flags, 16)
+
+
+class TestCurrentTraceparent:
+    @pytest.mark.parametrize(
+        "incoming", [INCOMING, f"00-{INCOMING_TRACE_ID}-{INCOMING_SPAN_ID}-00"]
+    )
+    def test_is_what_the_w3c_propagator_writes(self, incoming):
+        configure_tracing("test")
+        for context in (context_from_traceparent(incoming), None):
+            with tracer("t").start_as_current_span("s", context=context):
+                carrier: dict[str, str] = {}
+                telemetry._W3C.inject(carrier)
+                assert current_traceparent() == carrier["traceparent"]
+
+
+class TestEntrySpanRecorded:
+    """With somewhere for spans to go: a real SDK span."""
+
+    def test_is_a_child_of_a_valid_incoming_traceparent(self):
+        spans = capture()
+        with entry_span("POST /hooks/{token}", INCOMING) as span:
+            traceparent = current_traceparent()
+            assert span.is_recording()
+        [recorded] = spans.get_finished_spans()
+        assert recorded.kind is SpanKind.SERVER
+        assert recorded.parent is not None
+        assert f"{recorded.parent.span_id:016x}" == INCOMING_SPAN_ID
+        assert f"{recorded.context.trace_id:032x}" == INCOMING_TRACE_ID
+        assert parts(traceparent)[2] == f"{recorded.context.span_id:016x}"
+
+    @pytest.mark.parametrize(
+        "incoming", [None, "garbage", "00-" + "0" * 32 + "-" + "1" * 16 + "-01"]
+    )
+    def test_is_a_new_root_without_a_valid_one(self, incoming):
+        spans = capture()
+        with entry_span("POST /hooks/{token}", incoming):
+            pass
+        [recorded] = spans.get_finished_spans()
+        assert recorded.parent is None
+
+    def test_leaves_the_outcome_to_the_caller(self):
+        spans = capture()
+        with pytest.raises(LookupError), entry_span("POST /runs/{run_id}/retry", None):
+            raise LookupError("a 404, not a server error")
+        [recorded] = spans.get_finished_spans()
+        assert recorded.status.is_unset
+        assert not recorded.events
+
+
+class TestEntrySpanIdsOnly:
+    """Nothing exported: no SDK span, but the identity the SDK span would have had."""
+
+    def test_builds_no_recording_span(self):
+        configure_tracing("ingest")
+        with entry_span("POST /hooks/{token}", INCOMING) as span:
+            assert not span.is_recording()
+            assert trace.get_current_span() is span
+
+    def test_continues_the_incoming_trace_with_a_new_span_id(self):
+        configure_tracing("ingest")
+        with entry_span("POST /hooks/{token}", INCOMING):
+            version, trace_id, span_id, flags = parts(current_traceparent())
+        assert (version, trace_id) == ("00", INCOMING_TRACE_ID)
+        assert span_id not in (INCOMING_SPAN_ID, "0" * 16)
+        assert flags == 0x01  # sampled like its parent; the parent did not say "random id"
+        assert current_traceparent() is None  # no longer current after the block
+
+    def test_a_root_gets_the_flags_the_sdk_gives_a_root(self):
+        configure_tracing("ingest")
+        with entry_span("POST /hooks/{token}", None):
+            ids_only = parts(current_traceparent())
+        with tracer("t").start_as_current_span("sdk"):
+            sdk = parts(current_traceparent())
+        assert ids_only[1] != sdk[1]  # a fresh trace each
+        assert ids_only[3] == sdk[3]
+
+    def test_honours_an_unsampled_parent(self):
+        configure_tracing("ingest")
+        with entry_span("POST /hooks/{token}", UNSAMPLED):
+            assert parts(current_traceparent())[3] & 0x01 == 0
+
+    def test_honours_the_configured_sampler(self, monkeypatch):
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+        configure_tracing("ingest")
+        with entry_span("POST /hooks/{token}", None):
+            assert parts(current_traceparent())[3] & 0x01 == 0
+
+    def test_a_worker_span_continues_it(self):
+        configure_tracing("worker")
+        with entry_span("POST /hooks/{token}", INCOMING):
+            traceparent = current_traceparent()
+        spans = InMemorySpanExporter()
+        add_span_processor(SimpleSpanProcessor(spans))
+        with tracer("worker").start_as_current_span(
+            "run", context=context_from_traceparent(traceparent)
+        ):
+            pass
+        [run] = spans.get_finished_spans()
+        assert run.parent is not None
+        assert f"{run.parent.span_id:016x}" == parts(traceparent)[2]
+        assert f"{run.context.trace_id:032x}" == INCOMING_TRACE_ID
+
+    def test_log_lines_carry_its_trace_id(self):
+        configure_tracing("ingest")
+        record = logging.makeLogRecord({"msg": "could not enqueue"})
+        with entry_span("POST /hooks/{token}", INCOMING):
+            line = json.loads(JsonFormatter("ingest").format(record))
+        assert line["trace_id"] == INCOMING_TRACE_ID
+
+    def test_sdk_disabled_passes_the_incoming_traceparent_on(self, monkeypatch):
+        monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+        configure_tracing("ingest")
+        with entry_span("POST /hooks/{token}", INCOMING):
+            assert current_traceparent() == INCOMING
+        with entry_span("POST /hooks/{token}", None):
+            assert current_traceparent() is None
