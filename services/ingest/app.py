@@ -17,6 +17,7 @@ from services.ingest.leanredis import LeanRedis
 from shared.queue import RunEnqueuer
 from shared.service import ReadinessCheck, build_app
 from shared.settings import get_settings
+from shared.telemetry import configure_tracing, flush_tracing
 
 # Every wait on Redis is bounded, so a dead or frozen Redis is a quick 503, never a hang: one
 # deadline per operation covers waiting for a pooled connection, connecting and the round trip.
@@ -25,10 +26,13 @@ REDIS_CONNECT_TIMEOUT_S = 1.0
 REDIS_MAX_CONNECTIONS = 64
 # The token fallback is a rare path (Redis lost a record); it must not hold requests long.
 WORKFLOWS_TIMEOUT = httpx.Timeout(1.5, connect=0.5)
+# At shutdown: time to export the spans still batched (within the pod's grace period).
+TRACE_FLUSH_S = 5.0
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    configure_tracing("ingest")
     settings = get_settings()
     redis = LeanRedis(
         settings.redis_url,
@@ -61,6 +65,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await workflows.aclose()
         await enqueuer.client.aclose()
         await redis.aclose()
+        # Blocks the loop, but only at shutdown, once every request has been answered.
+        flush_tracing(TRACE_FLUSH_S)
 
 
 def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:

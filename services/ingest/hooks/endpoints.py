@@ -15,10 +15,13 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI
+from opentelemetry.trace import StatusCode
 from starlette.types import Receive, Scope, Send
 
+from services.ingest.hooks.payload import valid_traceparent
 from services.ingest.hooks.service import BodyTooLarge, WebhookService
 from shared.service import RequestMetricsMiddleware
+from shared.telemetry import HTTP_METHOD, HTTP_ROUTE, HTTP_STATUS_CODE, entry_span
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ class RouteTemplate:
 
 
 _HOOK_ROUTE = RouteTemplate(HOOK_PATH)
+# Span names are the route template, like the metrics' route label: never the token.
+_SPAN_NAMES = {method: f"{method} {HOOK_PATH}" for method in HOOK_METHODS}
 _ALLOW = ", ".join(HOOK_METHODS).encode()
 _NOT_FOUND = orjson.dumps({"detail": "Not Found"})
 _NOT_ALLOWED = orjson.dumps({"detail": "Method Not Allowed"})
@@ -99,20 +104,43 @@ class HookEndpoint:
             await _send_json(send, 405, _NOT_ALLOWED, [(b"allow", _ALLOW)])
             return
         service: WebhookService = self._api.state.webhooks
+        method = scope["method"]
 
         async def body(limit: int) -> bytes | None:
             return await read_body(receive, limit)
 
-        try:
-            reply = await service.receive(
-                token, scope["method"], scope["headers"], scope["query_string"], body
-            )
-        except Exception:
-            log.exception("unhandled error", extra={"path_template": HOOK_PATH})
-            await _send_json(send, 500, _INTERNAL)
-            return
-        extra = [*reply.headers, _CLOSE] if reply.close else list(reply.headers)
-        await _send_json(send, reply.status, reply.body, extra)
+        # The delivery's span: a child of the sender's span when it sent a valid traceparent.
+        # The service names the workflow and run on it, and the job carries its traceparent.
+        with entry_span(_SPAN_NAMES[method], _incoming_traceparent(scope["headers"])) as span:
+            recording = span.is_recording()
+            if recording:
+                span.set_attributes({HTTP_METHOD: method, HTTP_ROUTE: HOOK_PATH})
+            try:
+                reply = await service.receive(
+                    token, method, scope["headers"], scope["query_string"], body
+                )
+            except Exception as exc:
+                log.exception("unhandled error", extra={"path_template": HOOK_PATH})
+                if recording:
+                    span.record_exception(exc)
+                    span.set_attribute(HTTP_STATUS_CODE, 500)
+                    span.set_status(StatusCode.ERROR, type(exc).__name__)
+                await _send_json(send, 500, _INTERNAL)
+                return
+            if recording:
+                span.set_attribute(HTTP_STATUS_CODE, reply.status)
+                if reply.status >= 500:
+                    span.set_status(StatusCode.ERROR)
+            extra = [*reply.headers, _CLOSE] if reply.close else list(reply.headers)
+            await _send_json(send, reply.status, reply.body, extra)
+
+
+def _incoming_traceparent(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The request's `traceparent` when it is well formed (ASGI header names are lower-case)."""
+    for name, value in headers:
+        if name == b"traceparent":
+            return valid_traceparent(value.decode("latin-1"))
+    return None
 
 
 class IngestApp:

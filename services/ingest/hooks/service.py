@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from opentelemetry.trace import get_current_span
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
@@ -30,13 +31,13 @@ from services.ingest.hooks.payload import (
     parse_headers,
     parse_query,
     redact,
-    valid_traceparent,
 )
 from services.ingest.hooks.resolver import Hook, HookLookupFailed, HookResolver
 from services.ingest.hooks.signatures import SignatureRejected
 from services.ingest.leanredis import LeanRedis, pack
 from shared.ids import uuid7
 from shared.queue import RunJob
+from shared.telemetry import RUN_ID, WEBHOOK_OUTCOME, WORKFLOW_ID, current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,8 @@ class WebhookService:
             return self._count("unavailable", LOOKUP_UNAVAILABLE)
         if hook is None:
             return self._count("unknown", UNKNOWN)
+        # The request's span (see endpoints.py); a no-op when it is not recorded.
+        get_current_span().set_attribute(WORKFLOW_ID, hook.workflow_id)
         if not hook.active:
             return self._count("inactive", INACTIVE)
 
@@ -258,7 +261,6 @@ class WebhookService:
         key: str | None,
         received_at: str,
     ) -> Reply:
-        traceparent = valid_traceparent(headers.get("traceparent"))
         # Secrets never reach the run record: the job is the run record's source.
         redact(headers, hook.redacted_headers)
         job: RunJob = {
@@ -274,7 +276,8 @@ class WebhookService:
                 "received_at": received_at,
             },
             "idempotency_key": key,
-            "traceparent": traceparent,
+            # The request's span, so the worker's run span is its child (one trace per delivery).
+            "traceparent": current_traceparent(),
             "retry_of": None,
         }
         dedupe_key = hook.dedupe_prefix + hashlib.sha256(key.encode()).hexdigest() if key else None
@@ -286,6 +289,8 @@ class WebhookService:
         except (ValueError, RecursionError):
             # orjson parsed it, but the queue's JSON encoder cannot nest that deep.
             return self._count("bad_request", _error(400, "body is nested too deeply"))
+        # The run this reply names: for a duplicate, the first delivery's.
+        get_current_span().set_attribute(RUN_ID, run_id)
         location = (b"location", f"/runs/{run_id}".encode())
         payload = orjson.dumps({"run_id": run_id})
         if duplicate:
@@ -296,4 +301,5 @@ class WebhookService:
     @staticmethod
     def _count(outcome: str, reply: Reply) -> Reply:
         _OUTCOMES[outcome].inc()
+        get_current_span().set_attribute(WEBHOOK_OUTCOME, outcome)
         return reply

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -172,13 +173,38 @@ class TestQueryAndHeaders:
 
 
 class TestTraceparent:
-    VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    """The job carries ingest's own span (a child of the sender's), so the run joins the trace.
 
-    def test_valid_traceparent_is_carried(
+    Nothing is exported in these tests (no OTLP endpoint); tests/e2e/test_traces.py checks the
+    exported spans.
+    """
+
+    TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+    SPAN_ID = "00f067aa0ba902b7"
+    VALID = f"00-{TRACE_ID}-{SPAN_ID}-01"
+
+    @staticmethod
+    def parts(traceparent: str | None) -> list[str]:
+        assert traceparent is not None
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", traceparent)
+        return traceparent.split("-")
+
+    def test_valid_traceparent_continues_the_senders_trace(
         self, client: httpx.Client, hook: RoutedHook, ingest: Ingest
     ) -> None:
         response = client.post(hook.path, headers={"traceparent": self.VALID})
-        assert ingest.job(_accepted(response))["traceparent"] == self.VALID
+        _, trace_id, span_id, flags = self.parts(ingest.job(_accepted(response))["traceparent"])
+        assert trace_id == self.TRACE_ID
+        assert span_id not in (self.SPAN_ID, "0" * 16)  # ingest's span, not the sender's
+        assert int(flags, 16) & 0x01
+
+    def test_unsampled_sender_stays_unsampled(
+        self, client: httpx.Client, hook: RoutedHook, ingest: Ingest
+    ) -> None:
+        response = client.post(hook.path, headers={"traceparent": self.VALID[:-2] + "00"})
+        _, trace_id, _, flags = self.parts(ingest.job(_accepted(response))["traceparent"])
+        assert trace_id == self.TRACE_ID
+        assert not int(flags, 16) & 0x01
 
     @pytest.mark.parametrize(
         "value",
@@ -190,16 +216,19 @@ class TestTraceparent:
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
         ],
     )
-    def test_invalid_traceparent_is_dropped(
+    def test_invalid_traceparent_starts_a_new_trace(
         self, client: httpx.Client, hook: RoutedHook, ingest: Ingest, value: str
     ) -> None:
         response = client.post(hook.path, headers={"traceparent": value})
-        assert ingest.job(_accepted(response))["traceparent"] is None
+        _, trace_id, _, _ = self.parts(ingest.job(_accepted(response))["traceparent"])
+        assert trace_id not in (self.TRACE_ID, "0" * 32)
 
-    def test_missing_traceparent_is_none(
+    def test_missing_traceparent_starts_a_new_trace_per_delivery(
         self, client: httpx.Client, hook: RoutedHook, ingest: Ingest
     ) -> None:
-        assert ingest.job(_accepted(client.post(hook.path)))["traceparent"] is None
+        first = self.parts(ingest.job(_accepted(client.post(hook.path)))["traceparent"])
+        second = self.parts(ingest.job(_accepted(client.post(hook.path)))["traceparent"])
+        assert first[1] != second[1]
 
 
 class TestRedaction:
