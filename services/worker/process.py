@@ -20,8 +20,13 @@ from services.worker.config import get_worker_settings
 from services.worker.worker import HeartbeatFile, RunWorker
 from shared.logs import configure_logging
 from shared.settings import get_settings
+from shared.telemetry import configure_tracing, flush_tracing
 
 log = logging.getLogger("services.worker.process")
+
+# At shutdown: time to export the spans still batched. The supervisor waits for its processes
+# to exit, so this only has to fit in the pod's grace period with the last job.
+TRACE_FLUSH_S = 5.0
 
 
 def heartbeat_path(run_dir: Path, index: int) -> Path:
@@ -53,6 +58,7 @@ def main() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_WorkerIndex(args.index))
+    configure_tracing("worker")
     settings = get_settings()
     worker_settings = get_worker_settings()
 
@@ -79,6 +85,9 @@ def main() -> None:
     finally:
         runtime.install(None)
         worker_runtime.close()
+        # The last runs' spans are still in the batch; a process that exits drops them.
+        if not flush_tracing(TRACE_FLUSH_S):
+            log.warning("could not export every span before stopping")
 
 
 if __name__ == "__main__":

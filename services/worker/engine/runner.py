@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import orjson
+from opentelemetry.trace import Span, StatusCode, get_current_span
 from pydantic import ValidationError
 
 from services.worker import metrics
@@ -31,8 +32,10 @@ from shared.nodes import (
     RetryableNodeError,
     render,
 )
+from shared.telemetry import NODE_ATTEMPTS, NODE_ID, NODE_STATUS, NODE_TYPE, tracer
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 
 SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
 # Metric label for a node type this worker does not know: the type comes from user data.
@@ -186,9 +189,36 @@ class NodeRunner:
         context: dict[str, Any],
         deadline: float,
     ) -> tuple[str | None, str | None]:
-        """Run one node into `record`; return (halt reason, failure message)."""
-        started = time.perf_counter()
+        """Run one node into `record`; return (halt reason, failure message).
+
+        The node is one span, `node <type>`, current while it runs (so the http_request node's
+        outgoing call carries it), a child of the run's span.
+        """
         spec = self.registry.get(node.type)
+        # The type comes from user data: an unknown one must not become a span name.
+        name = f"node {node.type if spec else UNKNOWN_TYPE_LABEL}"
+        with _tracer.start_as_current_span(
+            name, attributes={NODE_ID: node.id, NODE_TYPE: node.type}
+        ) as span:
+            try:
+                return await self._traced_step(run, node, spec, record, context, deadline, span)
+            except asyncio.CancelledError:
+                # The run's deadline cut the node short (run() turns it into a failed step).
+                span.set_attributes({NODE_ATTEMPTS: record.attempt, NODE_STATUS: FAILED})
+                span.set_status(StatusCode.ERROR, "interrupted: the run's deadline was exceeded")
+                raise
+
+    async def _traced_step(
+        self,
+        run: RunIdentity,
+        node: NodeDefinition,
+        spec: NodeSpec[Any] | None,
+        record: StepRecord,
+        context: dict[str, Any],
+        deadline: float,
+        span: Span,
+    ) -> tuple[str | None, str | None]:
+        started = time.perf_counter()
         halted: str | None = None
         failure: str | None = None
         output: Any = None
@@ -203,6 +233,11 @@ class NodeRunner:
             record.status = FAILED
             record.error = failure
             output = {"error": failure}
+            # The node's own error (its type and message) when there is one, else ours.
+            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+            span.record_exception(cause, attributes={"exception.message": failure})
+            span.set_status(StatusCode.ERROR, failure)
+        span.set_attributes({NODE_ATTEMPTS: record.attempt, NODE_STATUS: record.status})
         # A failed step's output is only visible to later steps when the run goes on.
         context["steps"][node.id] = output
         record.output = record_payload(redact(output), self.payload_max_bytes)
@@ -276,11 +311,14 @@ class NodeRunner:
                 return result, None
 
             if not error.retryable or tries > max_retries:
-                raise _StepFailed(error.message)
+                raise _StepFailed(error.message) from error
             wait = self._retry_wait(error, node, tries)
             if loop.time() + wait >= deadline:
-                raise _StepFailed(f"{error.message} (no time left in the run to retry)")
+                raise _StepFailed(f"{error.message} (no time left in the run to retry)") from error
             metrics.NODE_RETRIES.labels(spec.type).inc()
+            get_current_span().add_event(
+                "retry", {"attempt": tries, "wait_s": wait, "error": error.message}
+            )
             log.info(
                 "retrying node in %.2fs after: %s",
                 wait,

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -24,8 +25,18 @@ from services.worker.engine.records import redact
 from services.worker.engine.runner import FAILED, NodeRunner, RunIdentity, RunOutcome
 from services.worker.engine.versions import LoadedVersion, VersionCache, parse_nodes
 from shared.queue import RunJob
+from shared.telemetry import (
+    RUN_ATTEMPT,
+    RUN_ID,
+    RUN_STATUS,
+    WORKFLOW_ID,
+    WORKFLOW_VERSION,
+    context_from_traceparent,
+    tracer,
+)
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 
 T = TypeVar("T")
 
@@ -75,14 +86,32 @@ class RunEngine:
         """Run one delivery of `job`; return what happened (a run status, or why nothing ran).
 
         Raises only when PostgreSQL stays unreachable, so RQ re-queues the job.
-        """
-        db = _DeliveryConnection(self.db)
-        try:
-            return await self._execute(job, job_timeout_s, db)
-        finally:
-            await db.close()
 
-    async def _execute(self, job: RunJob, job_timeout_s: float, db: _DeliveryConnection) -> str:
+        The delivery is one `run` span, a child of the span that queued the job (ingest's
+        request, a manual run) through the job's traceparent; each node is a child span of it
+        (runner.py), and log lines written meanwhile carry its trace id.
+        """
+        with _tracer.start_as_current_span(
+            "run",
+            context=context_from_traceparent(job.get("traceparent")),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                RUN_ID: job["run_id"],
+                WORKFLOW_ID: job["workflow_id"],
+                WORKFLOW_VERSION: job["workflow_version"],
+            },
+        ) as span:
+            db = _DeliveryConnection(self.db)
+            try:
+                result = await self._execute(job, job_timeout_s, db, span)
+            finally:
+                await db.close()
+            span.set_attribute(RUN_STATUS, result)
+            return result
+
+    async def _execute(
+        self, job: RunJob, job_timeout_s: float, db: _DeliveryConnection, span: Span
+    ) -> str:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + run_budget(job_timeout_s)
         clock = time.perf_counter()
@@ -126,6 +155,7 @@ class RunEngine:
             return "cancelled"
 
         attempt = start.attempt
+        span.set_attribute(RUN_ATTEMPT, attempt)
         if attempt == 1 and received_at is not None:
             metrics.QUEUE_WAIT.observe(max(0.0, (started_at - received_at).total_seconds()))
         version = await self._version(db, job["workflow_id"], workflow_id, job["workflow_version"])
@@ -134,6 +164,8 @@ class RunEngine:
         else:
             identity = RunIdentity(job["run_id"], job["workflow_id"], attempt)
             outcome = await self.runner.run(identity, trigger, version.nodes, deadline)
+        if outcome.status == FAILED:
+            span.set_status(StatusCode.ERROR, outcome.error)
 
         elapsed = time.perf_counter() - clock
         steps = [step.as_row() for step in outcome.steps]
