@@ -27,11 +27,16 @@ from shared.nodes import load_registry
 from shared.queue import RunEnqueuer
 from shared.service import ReadinessCheck, build_app
 from shared.settings import get_settings
+from shared.telemetry import configure_tracing, flush_tracing
 from shared.tokens import JwksCache, TokenVerifier
+
+# At shutdown: time to export the spans still batched (within the pod's grace period).
+TRACE_FLUSH_S = 5.0
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    configure_tracing("workflows")
     settings = get_settings()
     engine = create_engine(settings)
     sessions = session_factory(engine)
@@ -67,6 +72,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await http.aclose()
         await redis_client.aclose()
         await engine.dispose()
+        flush_tracing(TRACE_FLUSH_S)
 
 
 def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:

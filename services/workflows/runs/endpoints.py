@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from opentelemetry.trace import Span, StatusCode
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,10 +27,21 @@ from services.workflows.deps import (
 from services.workflows.runs import service
 from services.workflows.runs.repository import RunRepository
 from services.workflows.runs.schemas import RunAccepted, RunOut, RunPage, RunStatus
+from services.workflows.runs.service import RunNotFound
 from services.workflows.workflows import service as workflows
 from services.workflows.workflows.repository import WorkflowRepository
+from services.workflows.workflows.service import WorkflowNotFound
 from shared.db.models import WorkflowRun
 from shared.queue import RunEnqueuer
+from shared.telemetry import (
+    HTTP_METHOD,
+    HTTP_ROUTE,
+    HTTP_STATUS_CODE,
+    RUN_ID,
+    WORKFLOW_ID,
+    current_traceparent,
+    entry_span,
+)
 from shared.tokens import CurrentUserId
 
 log = logging.getLogger(__name__)
@@ -53,12 +67,41 @@ def _before(cursor: str | None) -> uuid.UUID | None:
         raise invalid_cursor() from None
 
 
+RUN_ROUTE = "/workflows/{workflow_id}/run"
+RETRY_ROUTE = "/runs/{run_id}/retry"
+
+
+def _status_of(exc: Exception) -> int:
+    """The status the app's exception handlers (app.py) answer `exc` with."""
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    if isinstance(exc, WorkflowNotFound | RunNotFound):
+        return 404
+    if isinstance(exc, RedisError):
+        return 503
+    return 500
+
+
+@contextmanager
+def _run_span(route: str, request: Request) -> Iterator[Span]:
+    """The span of a request that queues a run: its traceparent goes into the job, so the
+    worker's run span is its child (a child itself of the caller's span, if it sent one)."""
+    with entry_span(f"POST {route}", request.headers.get("traceparent")) as span:
+        span.set_attributes({HTTP_METHOD: "POST", HTTP_ROUTE: route})
+        try:
+            yield span
+        except Exception as exc:
+            code = _status_of(exc)
+            span.set_attribute(HTTP_STATUS_CODE, code)
+            if code >= 500:
+                span.record_exception(exc)
+                span.set_status(StatusCode.ERROR, type(exc).__name__)
+            raise
+        span.set_attribute(HTTP_STATUS_CODE, status.HTTP_202_ACCEPTED)
+
+
 async def _accept(
-    session: AsyncSession,
-    enqueuer: RunEnqueuer,
-    run: WorkflowRun,
-    traceparent: str | None,
-    response: Response,
+    session: AsyncSession, enqueuer: RunEnqueuer, run: WorkflowRun, response: Response
 ) -> RunAccepted:
     """Record the run as queued, then queue its job; 202 only once both hold.
 
@@ -70,7 +113,7 @@ async def _accept(
     await RunRepository(session).add(run)
     await session.commit()
     try:
-        await enqueuer.enqueue(service.job_for(run, traceparent))
+        await enqueuer.enqueue(service.job_for(run, current_traceparent()))
     except RedisError as exc:
         extra = {"run_id": str(run.id), "error": type(exc).__name__}
         log.warning("run not queued: Redis unavailable", extra=extra)
@@ -156,10 +199,13 @@ async def run_workflow(
     settings: SettingsDep,
 ) -> RunAccepted:
     """Start a run now, on the current version; the request JSON becomes `trigger.body`."""
-    workflow = await workflows.get(session, user_id, workflow_id)
-    body = await _json_body(request, settings.max_body_bytes)
-    run = service.new_run(workflow, dict(service.manual_trigger(body)), retry_of=None)
-    return await _accept(session, enqueuer, run, request.headers.get("traceparent"), response)
+    with _run_span(RUN_ROUTE, request) as span:
+        span.set_attribute(WORKFLOW_ID, str(workflow_id))
+        workflow = await workflows.get(session, user_id, workflow_id)
+        body = await _json_body(request, settings.max_body_bytes)
+        run = service.new_run(workflow, dict(service.manual_trigger(body)), retry_of=None)
+        span.set_attribute(RUN_ID, str(run.id))
+        return await _accept(session, enqueuer, run, response)
 
 
 @router.post(
@@ -175,9 +221,12 @@ async def retry_run(
     enqueuer: EnqueuerDep,
 ) -> RunAccepted:
     """Run the same trigger input again as a new run on the workflow's *current* version."""
-    original = await service.find(session, redis, user_id, run_id)
-    workflow = await WorkflowRepository(session).owned(original.workflow_id, user_id)
-    if workflow is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "the run's workflow no longer exists")
-    run = service.new_run(workflow, original.trigger, retry_of=original.id)
-    return await _accept(session, enqueuer, run, request.headers.get("traceparent"), response)
+    with _run_span(RETRY_ROUTE, request) as span:
+        original = await service.find(session, redis, user_id, run_id)
+        span.set_attribute(WORKFLOW_ID, str(original.workflow_id))
+        workflow = await WorkflowRepository(session).owned(original.workflow_id, user_id)
+        if workflow is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "the run's workflow no longer exists")
+        run = service.new_run(workflow, original.trigger, retry_of=original.id)
+        span.set_attribute(RUN_ID, str(run.id))
+        return await _accept(session, enqueuer, run, response)

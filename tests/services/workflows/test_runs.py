@@ -186,6 +186,37 @@ class TestManualRun:
         assert runs_api.post(f"/workflows/{uuid.uuid4()}/run").status_code == 404
 
 
+class TestTraceparent:
+    """The queued job carries the span of the request that queued it (nothing is exported
+    here; tests/e2e/test_traces.py checks the exported trace)."""
+
+    TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+    CALLER = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+    def test_manual_run_continues_the_callers_trace(
+        self, runs_api: httpx.Client, rds: redis.Redis
+    ) -> None:
+        workflow = create_workflow(runs_api)
+        response = runs_api.post(
+            f"/workflows/{workflow['id']}/run", headers={"traceparent": self.CALLER}
+        )
+        traceparent = _queued_job(rds, response.json()["run_id"])["traceparent"]
+        assert traceparent is not None
+        _, trace_id, span_id, _ = traceparent.split("-")
+        assert trace_id == self.TRACE_ID
+        assert span_id != "00f067aa0ba902b7"  # the workflows service's span, not the caller's
+
+    def test_retry_without_a_caller_trace_starts_one(
+        self, runs_api: httpx.Client, db: Database, rds: redis.Redis
+    ) -> None:
+        workflow = create_workflow(runs_api)
+        original = insert_run(db, workflow, status="failed")
+        run_id = runs_api.post(f"/runs/{original}/retry").json()["run_id"]
+        traceparent = _queued_job(rds, run_id)["traceparent"]
+        assert traceparent is not None
+        assert traceparent.split("-")[1] not in (self.TRACE_ID, "0" * 32)
+
+
 class TestRunOnlyInRedis:
     """A run ingest accepted that no worker has recorded yet."""
 

@@ -26,10 +26,11 @@ BIG_BODY_BYTES = 2 * 1024 * 1024
 
 @dataclass
 class LocalServer:
-    """The running server: its base URL and the paths it was asked for."""
+    """The running server: its base URL, the paths it was asked for and with which headers."""
 
     base_url: str
     hits: list[str] = field(default_factory=list)
+    headers: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (path, headers)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -38,6 +39,7 @@ class LocalServer:
 def _app(server: LocalServer) -> Starlette:
     async def record(request: Request) -> None:
         server.hits.append(request.url.path)
+        server.headers.append((request.url.path, dict(request.headers)))
 
     async def echo(request: Request) -> Response:
         await record(request)
@@ -88,6 +90,7 @@ def _app(server: LocalServer) -> Starlette:
     return Starlette(
         routes=[
             Route("/echo", echo, methods=ALL_METHODS),
+            Route("/echo/{name}", echo, methods=ALL_METHODS),  # a path of one's own per test
             Route("/text", text),
             Route("/status/{code}", status, methods=ALL_METHODS),
             Route("/redirect", redirect),
