@@ -64,9 +64,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import MutableMapping
+from contextlib import AbstractContextManager
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
@@ -78,7 +79,7 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Decision
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -217,9 +218,40 @@ def context_from_traceparent(traceparent: str | None) -> Context:
     Extraction starts from an empty context rather than the current one: a worker process runs
     many jobs, and a run must never hang off a span left over from the previous one.
     """
-    if not traceparent:
+    parsed = _parse_traceparent(traceparent)
+    if parsed is None:
         return Context()
-    return _W3C.extract({"traceparent": traceparent}, context=Context())
+    return trace.set_span_in_context(NonRecordingSpan(_remote(parsed)), Context())
+
+
+# The W3C propagator's own rules (its extract costs ~4 µs a call, most of it a regex search
+# and a getter); tests/shared/test_telemetry.py checks that both read every input alike.
+_TRACEPARENT = re.compile(
+    r"[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)"
+)
+_TRACEPARENT_MAX_CHARS = 512
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_SPAN_ID = "0" * 16
+
+
+def _parse_traceparent(traceparent: str | None) -> tuple[int, int, int] | None:
+    """(trace id, span id, flags) of a W3C `traceparent`; None when missing or malformed."""
+    if not traceparent or len(traceparent) > _TRACEPARENT_MAX_CHARS:
+        return None
+    match = _TRACEPARENT.fullmatch(traceparent)
+    if match is None:
+        return None
+    version, trace_id, span_id, flags, rest = match.groups()
+    if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
+        return None
+    if version == "ff" or (version == "00" and rest):
+        return None
+    return int(trace_id, 16), int(span_id, 16), int(flags, 16)
+
+
+def _remote(parsed: tuple[int, int, int]) -> SpanContext:
+    trace_id, span_id, flags = parsed
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
 
 
 def inject_headers(headers: MutableMapping[str, str]) -> None:
@@ -249,54 +281,74 @@ def add_span_processor(processor: SpanProcessor) -> None:
     _ids_only = False
 
 
-@contextmanager
 def entry_span(
     name: str, traceparent: str | None, kind: SpanKind = SpanKind.SERVER
-) -> Iterator[Span]:
+) -> AbstractContextManager[Span]:
     """The span of a request entering this process, current for the block (module docstring).
 
     `name` must be low-cardinality (a route template, never a path with a token in it).
     """
-    parent = context_from_traceparent(traceparent)
-    if not _ids_only:
-        with trace.get_tracer(__name__).start_as_current_span(
-            name,
-            context=parent,
-            kind=kind,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            yield span
-        return
-    span = _id_only_span(name, kind, parent)
-    token = context_api.attach(trace.set_span_in_context(span))
-    try:
-        yield span
-    finally:
-        context_api.detach(token)
+    if _ids_only:
+        return _Current(_id_only_span(name, kind, _parse_traceparent(traceparent)))
+    return trace.get_tracer(__name__).start_as_current_span(
+        name,
+        context=context_from_traceparent(traceparent),
+        kind=kind,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
 
 
-def _id_only_span(name: str, kind: SpanKind, parent: Context) -> Span:
+class _Current(AbstractContextManager[Span]):
+    """Makes a span current for a block (a class: a generator costs a microsecond more)."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def __enter__(self) -> Span:
+        self._token = context_api.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, *_exc: object) -> None:
+        context_api.detach(self._token)
+
+
+def _id_only_span(name: str, kind: SpanKind, parent: tuple[int, int, int] | None) -> Span:
     """What the SDK's `Tracer.start_span` returns, less the recording: the same trace id (the
     parent's or a new one), a new span id, the sampler's decision in the flags.
 
     With no span processor a recorded span is dropped when it ends; its only visible effect is
     its identity, which goes on in the job's traceparent and the log lines. That identity is
-    all this builds, for about a fifth of the cost (docs/observability.md, "Traces"). Nothing
-    is recorded, so attributes set on it are ignored, as they would be by a processor-less SDK.
+    all this builds, for a fraction of the cost (docs/observability.md, "What tracing costs
+    ingest"). Nothing is recorded, so attributes set on it are ignored, as they would be by a
+    processor-less SDK. `parent` is a parsed traceparent (a remote parent, no tracestate).
     """
     assert _provider is not None
     ids = _provider.id_generator
-    parent_context = trace.get_current_span(parent).get_span_context()
-    if parent_context.is_valid:
-        trace_id = parent_context.trace_id
-        random_trace_id = parent_context.trace_flags.random_trace_id
+    if parent is not None:
+        trace_id, _, parent_flags = parent
+        random_trace_id = bool(parent_flags & TraceFlags.RANDOM_TRACE_ID)
     else:
         trace_id = ids.generate_trace_id()
         random_trace_id = ids.is_trace_id_random()
-    sampling = _provider.sampler.should_sample(parent, trace_id, name, kind)
-    # Decision.is_sampled() is this comparison, untyped.
-    sampled = sampling.decision is Decision.RECORD_AND_SAMPLE
+    sampler = _provider.sampler
+    if sampler is DEFAULT_ON:
+        # The default sampler's decision without building a context to ask it: the remote
+        # parent's sampled flag, or sampled for a root.
+        sampled = parent is None or bool(parent[2] & TraceFlags.SAMPLED)
+        trace_state = None
+    else:
+        parent_context = (
+            Context()
+            if parent is None
+            else trace.set_span_in_context(NonRecordingSpan(_remote(parent)), Context())
+        )
+        sampling = sampler.should_sample(parent_context, trace_id, name, kind)
+        # Decision.is_sampled() is this comparison, untyped.
+        sampled = sampling.decision is Decision.RECORD_AND_SAMPLE
+        trace_state = sampling.trace_state
     flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
     if random_trace_id:
         flags |= TraceFlags.RANDOM_TRACE_ID
@@ -306,6 +358,6 @@ def _id_only_span(name: str, kind: SpanKind, parent: Context) -> Span:
             ids.generate_span_id(),
             is_remote=False,
             trace_flags=TraceFlags(flags),
-            trace_state=sampling.trace_state,
+            trace_state=trace_state,
         )
     )

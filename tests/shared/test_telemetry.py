@@ -14,6 +14,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util._once import Once
 
 from shared import telemetry
@@ -45,6 +46,7 @@ OTEL_VARIABLES = (
     "OTEL_RESOURCE_ATTRIBUTES",
     "OTEL_TRACES_EXPORTER",
     "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -398,3 +400,75 @@ class TestEntrySpanIdsOnly:
             assert current_traceparent() == INCOMING
         with entry_span("POST /hooks/{token}", None):
             assert current_traceparent() is None
+
+
+class TestParsingAgreesWithTheW3cPropagator:
+    """context_from_traceparent parses by hand (speed); it must read what the SDK reads."""
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            INCOMING,
+            UNSAMPLED,
+            f"00-{INCOMING_TRACE_ID}-{INCOMING_SPAN_ID}-03",
+            f" \t{INCOMING} \t",
+            f"01-{INCOMING_TRACE_ID}-{INCOMING_SPAN_ID}-01-future-fields",
+            f"00-{INCOMING_TRACE_ID}-{INCOMING_SPAN_ID}-01-extra",
+            f"ff-{INCOMING_TRACE_ID}-{INCOMING_SPAN_ID}-01",
+            f"00-{INCOMING_TRACE_ID.upper()}-{INCOMING_SPAN_ID}-01",
+            f"00-{INCOMING_TRACE_ID}-{INCOMING_SPAN_ID}-zz",
+            f"00-{INCOMING_TRACE_ID}-{'0' * 16}-01",
+            ZERO_TRACE_ID,
+            INCOMING + " " * 500,
+            INCOMING[:-1],
+            "",
+            "garbage",
+        ],
+    )
+    def test_reads_like_the_propagator(self, value):
+        ours = trace.get_current_span(context_from_traceparent(value)).get_span_context()
+        extracted = TraceContextTextMapPropagator().extract({"traceparent": value})
+        theirs = trace.get_current_span(extracted).get_span_context()
+        assert (ours.is_valid, ours.trace_id, ours.span_id, ours.trace_flags, ours.is_remote) == (
+            theirs.is_valid,
+            theirs.trace_id,
+            theirs.span_id,
+            theirs.trace_flags,
+            theirs.is_remote,
+        )
+
+
+class TestIdsOnlyAgreesWithTheSdk:
+    """The ids-only span gets the flags an SDK span would get, whatever the sampler."""
+
+    @pytest.mark.parametrize(
+        ("sampler", "arg"),
+        [
+            ("parentbased_always_on", None),
+            ("always_on", None),
+            ("always_off", None),
+            ("parentbased_always_off", None),
+            ("traceidratio", "0.5"),
+            ("parentbased_traceidratio", "0.5"),
+        ],
+    )
+    @pytest.mark.parametrize("incoming", [INCOMING, UNSAMPLED, f"{INCOMING[:-2]}03", None])
+    def test_same_flags(self, monkeypatch, sampler, arg, incoming):
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler)
+        if arg is not None:
+            monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
+        configure_tracing("ingest")
+        assert telemetry._ids_only
+        with entry_span("POST /hooks/{token}", incoming) as span:
+            ids_only = span.get_span_context()
+        sdk = tracer("t").start_span(
+            "POST /hooks/{token}",
+            context=context_from_traceparent(incoming),
+            kind=SpanKind.SERVER,
+        )
+        expected = sdk.get_span_context()
+        if incoming is None and "ratio" in sampler:
+            return  # a ratio decides by trace id, and two roots have different ones
+        assert ids_only.trace_flags == expected.trace_flags
+        if incoming is not None:
+            assert ids_only.trace_id == expected.trace_id == int(INCOMING_TRACE_ID, 16)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import codecs
-import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -29,12 +28,6 @@ ALWAYS_REDACTED = frozenset(
         "x-internal-token",
     }
 )
-
-# W3C Trace Context: version-traceid-parentid-flags, lower-case hex. Version ff is invalid, and
-# all-zero ids are invalid; a future version may append fields after the flags.
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
-_ZERO_TRACE = "0" * 32
-_ZERO_SPAN = "0" * 16
 
 
 class MalformedRequest(ValueError):
@@ -96,21 +89,6 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
         "data": base64.b64encode(body).decode("ascii"),
         "size": len(body),
     }
-
-
-def valid_traceparent(value: str | None) -> str | None:
-    """The incoming W3C `traceparent` if it is well formed, else None (never an error)."""
-    if not value:
-        return None
-    match = _TRACEPARENT.fullmatch(value.strip())
-    if match is None:
-        return None
-    version, trace_id, span_id, _flags, rest = match.groups()
-    if version == "ff" or (version == "00" and rest):
-        return None
-    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
-        return None
-    return match.group(0)
 
 
 def _media_type(content_type: str | None) -> tuple[str, str | None]:
