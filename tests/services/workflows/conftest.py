@@ -3,7 +3,6 @@ workflows processes (a private queue no worker consumes; a Redis that is down)."
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import Iterator
@@ -11,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import redis
@@ -19,31 +17,12 @@ import redis
 from scripts.localinfra import free_port, stop_process
 from shared.hooks import hook_key, token_hash
 from tests.conftest import ApiUser
+from tests.fixtures.database import Database
 from tests.fixtures.servers import Infra
 from tests.fixtures.stack import ServiceProcess, Stack, start_service, wait_ready
 
 LOG_NODE = {"id": "note", "type": "log", "params": {"message": "got {{ trigger.body }}"}}
 SECRET = "s3cr3t-" + "x" * 24  # recognisable in any response or log
-
-
-class Database:
-    """Direct SQL against the test database, for what the API does not show."""
-
-    def __init__(self, url: str) -> None:
-        self.dsn = url.replace("postgresql+asyncpg://", "postgresql://")
-
-    async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
-        connection = await asyncpg.connect(self.dsn)
-        try:
-            return await getattr(connection, method)(sql, *args)
-        finally:
-            await connection.close()
-
-    def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return asyncio.run(self._run("fetch", sql, args))
-
-    def execute(self, sql: str, *args: Any) -> None:
-        asyncio.run(self._run("execute", sql, args))
 
 
 @dataclass
