@@ -7,14 +7,13 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from services.auth.issuer import TokenIssuer
 from services.auth.keys import KeyRing
 from services.auth.ratelimit import LoginThrottle
 from services.auth.users.endpoints import router
 from shared.db.engine import create_engine, session_factory
-from shared.service import ReadinessCheck, build_app
+from shared.service import ReadinessCheck, build_app, database_check, redis_check
 from shared.settings import get_settings
 from shared.tokens import TokenVerifier
 
@@ -42,14 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:
-    async def database() -> None:
-        async with app.state.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-
-    async def redis() -> None:
-        await app.state.redis.ping()
-
-    return {"database": database, "redis": redis}
+    return {"database": database_check(app.state.engine), "redis": redis_check(app.state.redis)}
 
 
 def create_app() -> FastAPI:

@@ -13,7 +13,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
-from sqlalchemy import text
 
 from services.workflows.catalogue.endpoints import router as catalogue_router
 from services.workflows.hooks.endpoints import router as hooks_router
@@ -25,7 +24,7 @@ from services.workflows.workflows.service import InvalidDefinition, WebhookUrls,
 from shared.db.engine import create_engine, session_factory
 from shared.nodes import load_registry
 from shared.queue import RunEnqueuer
-from shared.service import ReadinessCheck, build_app
+from shared.service import ReadinessCheck, build_app, database_check, redis_check
 from shared.settings import get_settings
 from shared.telemetry import configure_tracing, flush_tracing
 from shared.tokens import JwksCache, TokenVerifier
@@ -76,14 +75,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:
-    async def database() -> None:
-        async with app.state.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-
-    async def redis() -> None:
-        await app.state.redis.ping()
-
-    return {"database": database, "redis": redis}
+    return {"database": database_check(app.state.engine), "redis": redis_check(app.state.redis)}
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:
