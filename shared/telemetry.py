@@ -27,13 +27,15 @@ The API the services call (everything else here is private):
         hooks: an RQ work horse leaves through `os._exit`, which would drop its last batch.
     tracing_exporter() -> SpanExporter | None
         What configure_tracing exports to (None: not exported), for a start-up log line.
-    entry_span(name, traceparent, kind=SpanKind.SERVER) -> context manager of a Span
-        The span where a request enters this process (ingest's webhook, a manual run), current
-        while the block runs, a child of `traceparent` when that is valid, else a new root.
-        The caller records the outcome (an exception leaving the block is not marked an
-        error: for an HTTP server a 404 is not one). For the hot path: while nothing receives
-        finished spans (no exporter, no added processor) it builds no SDK span, only the ids
-        and sampling flag the SDK would have given it (see `_id_only_span`).
+    entry_span(name, traceparent, kind=SpanKind.SERVER) -> context manager of an EntrySpan
+        For a hot path (ingest's webhook): the span where a request enters this process, a
+        child of `traceparent` when that is valid, else a new root. The block annotates
+        `entry.span` and hands `entry.traceparent()` on (in the job). The caller records the
+        outcome: an exception leaving the block is not marked an error (for an HTTP server a
+        404 is not one). When something receives spans it is a real SDK span, current for the
+        block. While nothing does (no exporter, no added processor), it is no span at all:
+        `.span` is a no-op, nothing is made current, and `.traceparent()` mints the identity
+        the SDK's span would have had (see `_IdsOnlyEntry`).
     add_span_processor(processor: SpanProcessor) -> None
         Send finished spans somewhere besides the exporter (in-process tests); after it,
         entry_span builds real spans.
@@ -68,8 +70,8 @@ import re
 import threading
 from collections.abc import MutableMapping
 from contextlib import AbstractContextManager
+from typing import Any
 
-from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
@@ -97,6 +99,7 @@ __all__ = [
     "WEBHOOK_OUTCOME",
     "WORKFLOW_ID",
     "WORKFLOW_VERSION",
+    "EntrySpan",
     "SpanKind",
     "add_span_processor",
     "configure_tracing",
@@ -136,7 +139,7 @@ _provider: TracerProvider | None = None
 _exporter: SpanExporter | None = None
 # True while a provider is installed and enabled but nothing receives finished spans (no
 # exporter, no added processor): a recorded span is then work nobody sees, so entry_span
-# builds only its identity.
+# builds none, only its identity.
 _ids_only = False
 
 
@@ -205,11 +208,8 @@ def tracer(name: str) -> trace.Tracer:
 
 def current_traceparent() -> str | None:
     """The W3C traceparent header value of the current span, or None when there is none."""
-    # What _W3C.inject writes, without the carrier and tracestate (on ingest's hot path).
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
-        return None
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    # What _W3C.inject writes, without the carrier and tracestate.
+    return _format(trace.get_current_span().get_span_context())
 
 
 def context_from_traceparent(traceparent: str | None) -> Context:
@@ -283,48 +283,103 @@ def add_span_processor(processor: SpanProcessor) -> None:
 
 def entry_span(
     name: str, traceparent: str | None, kind: SpanKind = SpanKind.SERVER
-) -> AbstractContextManager[Span]:
-    """The span of a request entering this process, current for the block (module docstring).
+) -> AbstractContextManager[EntrySpan]:
+    """The span of a request entering this process (module docstring), for ingest's hot path.
 
-    `name` must be low-cardinality (a route template, never a path with a token in it).
+    `name` must be low-cardinality (a route template, never a path with a token in it). The
+    block gets an EntrySpan: annotate `.span`, hand `.traceparent()` on in the job.
     """
     if _ids_only:
-        return _Current(_id_only_span(name, kind, _parse_traceparent(traceparent)))
-    return trace.get_tracer(__name__).start_as_current_span(
-        name,
-        context=context_from_traceparent(traceparent),
-        kind=kind,
-        record_exception=False,
-        set_status_on_exception=False,
+        return _IdsOnlyEntry(name, kind, traceparent)
+    return _RecordedEntry(
+        trace.get_tracer(__name__).start_as_current_span(
+            name,
+            context=context_from_traceparent(traceparent),
+            kind=kind,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
     )
 
 
-class _Current(AbstractContextManager[Span]):
-    """Makes a span current for a block (a class: a generator costs a microsecond more)."""
+class EntrySpan:
+    """What entry_span's block gets: the span to annotate and the traceparent to hand on."""
 
-    __slots__ = ("_span", "_token")
+    __slots__ = ("span",)
 
-    def __init__(self, span: Span) -> None:
-        self._span = span
+    span: Span  # a no-op span when nothing is recorded: annotating it costs nothing
 
-    def __enter__(self) -> Span:
-        self._token = context_api.attach(trace.set_span_in_context(self._span))
-        return self._span
+    def traceparent(self) -> str | None:
+        """The W3C traceparent naming this span (None with OTEL_SDK_DISABLED and no parent)."""
+        raise NotImplementedError
 
-    def __exit__(self, *_exc: object) -> None:
-        context_api.detach(self._token)
+    def trace_id(self) -> str | None:
+        """The trace id as 32 hex digits, for a log line."""
+        traceparent = self.traceparent()
+        return traceparent[3:35] if traceparent else None
 
 
-def _id_only_span(name: str, kind: SpanKind, parent: tuple[int, int, int] | None) -> Span:
-    """What the SDK's `Tracer.start_span` returns, less the recording: the same trace id (the
-    parent's or a new one), a new span id, the sampler's decision in the flags.
+class _RecordedEntry(EntrySpan, AbstractContextManager[EntrySpan]):
+    """A real SDK span, current for the block."""
 
-    With no span processor a recorded span is dropped when it ends; its only visible effect is
-    its identity, which goes on in the job's traceparent and the log lines. That identity is
-    all this builds, for a fraction of the cost (docs/observability.md, "What tracing costs
-    ingest"). Nothing is recorded, so attributes set on it are ignored, as they would be by a
-    processor-less SDK. `parent` is a parsed traceparent (a remote parent, no tracestate).
+    __slots__ = ("_manager",)
+
+    def __init__(self, manager: AbstractContextManager[Span]) -> None:
+        self._manager = manager
+
+    def __enter__(self) -> EntrySpan:
+        self.span = self._manager.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        return self._manager.__exit__(*exc)
+
+    def traceparent(self) -> str | None:
+        return _format(self.span.get_span_context())
+
+
+class _IdsOnlyEntry(EntrySpan, AbstractContextManager[EntrySpan]):
+    """No span at all: the identity the SDK's span would have had, minted on first use.
+
+    With no span processor an SDK span is dropped when it ends; its only visible effect is its
+    identity, which goes on in the job's traceparent. That is all this keeps: the sender's
+    trace id or a new one, a new span id, the sampler's decision in the flags. It builds no
+    OpenTelemetry object and makes nothing current (so log lines of the block have no
+    trace_id), and a request that never asks for the traceparent (a rejected one) costs only
+    this object. See docs/observability.md, "What tracing costs ingest".
     """
+
+    __slots__ = ("_incoming", "_kind", "_name", "_traceparent")
+
+    def __init__(self, name: str, kind: SpanKind, incoming: str | None) -> None:
+        self.span = trace.INVALID_SPAN
+        self._name = name
+        self._kind = kind
+        self._incoming = incoming
+        self._traceparent: str | None = None
+
+    def __enter__(self) -> EntrySpan:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def traceparent(self) -> str | None:
+        if self._traceparent is None:
+            self._traceparent = _mint(self._name, self._kind, _parse_traceparent(self._incoming))
+        return self._traceparent
+
+
+def _format(context: SpanContext) -> str | None:
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def _mint(name: str, kind: SpanKind, parent: tuple[int, int, int] | None) -> str:
+    """The traceparent of the span the SDK's `Tracer.start_span` would start as a child of
+    `parent` (a parsed remote traceparent, no tracestate) or as a root: the same trace id, a
+    new span id, the sampler's decision and the random-trace-id bit in the flags."""
     assert _provider is not None
     ids = _provider.id_generator
     if parent is not None:
@@ -338,7 +393,6 @@ def _id_only_span(name: str, kind: SpanKind, parent: tuple[int, int, int] | None
         # The default sampler's decision without building a context to ask it: the remote
         # parent's sampled flag, or sampled for a root.
         sampled = parent is None or bool(parent[2] & TraceFlags.SAMPLED)
-        trace_state = None
     else:
         parent_context = (
             Context()
@@ -348,16 +402,7 @@ def _id_only_span(name: str, kind: SpanKind, parent: tuple[int, int, int] | None
         sampling = sampler.should_sample(parent_context, trace_id, name, kind)
         # Decision.is_sampled() is this comparison, untyped.
         sampled = sampling.decision is Decision.RECORD_AND_SAMPLE
-        trace_state = sampling.trace_state
-    flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
-    if random_trace_id:
-        flags |= TraceFlags.RANDOM_TRACE_ID
-    return NonRecordingSpan(
-        SpanContext(
-            trace_id,
-            ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=TraceFlags(flags),
-            trace_state=trace_state,
-        )
+    flags = (TraceFlags.SAMPLED if sampled else 0) | (
+        TraceFlags.RANDOM_TRACE_ID if random_trace_id else 0
     )
+    return f"00-{trace_id:032x}-{ids.generate_span_id():016x}-{flags:02x}"

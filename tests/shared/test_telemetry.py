@@ -269,9 +269,9 @@ class TestOtlpExport:
     def test_an_entry_span_is_exported_when_an_endpoint_is_set(self, monkeypatch, receiver):
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
         configure_tracing("ingest")
-        with entry_span("POST /hooks/{token}", INCOMING) as span:
-            assert span.is_recording()
-            span.set_attribute(RUN_ID, "r1")
+        with entry_span("POST /hooks/{token}", INCOMING) as entry:
+            assert entry.span.is_recording()
+            entry.span.set_attribute(RUN_ID, "r1")
 
         assert flush_tracing(10)
         [exported] = receiver.spans()
@@ -304,9 +304,11 @@ class TestEntrySpanRecorded:
 
     def test_is_a_child_of_a_valid_incoming_traceparent(self):
         spans = capture()
-        with entry_span("POST /hooks/{token}", INCOMING) as span:
-            traceparent = current_traceparent()
-            assert span.is_recording()
+        with entry_span("POST /hooks/{token}", INCOMING) as entry:
+            assert entry.span.is_recording()
+            assert trace.get_current_span() is entry.span
+            traceparent = entry.traceparent()
+            assert traceparent == current_traceparent()
         [recorded] = spans.get_finished_spans()
         assert recorded.kind is SpanKind.SERVER
         assert recorded.parent is not None
@@ -334,27 +336,38 @@ class TestEntrySpanRecorded:
 
 
 class TestEntrySpanIdsOnly:
-    """Nothing exported: no SDK span, but the identity the SDK span would have had."""
+    """Nothing exported: no span at all, but the identity the SDK's span would have had."""
 
-    def test_builds_no_recording_span(self):
+    def test_builds_no_span_and_makes_nothing_current(self):
         configure_tracing("ingest")
-        with entry_span("POST /hooks/{token}", INCOMING) as span:
-            assert not span.is_recording()
-            assert trace.get_current_span() is span
+        with entry_span("POST /hooks/{token}", INCOMING) as entry:
+            assert entry.span is trace.INVALID_SPAN
+            assert current_traceparent() is None
+            entry.span.set_attribute(RUN_ID, "r1")  # accepted, and ignored
 
     def test_continues_the_incoming_trace_with_a_new_span_id(self):
         configure_tracing("ingest")
-        with entry_span("POST /hooks/{token}", INCOMING):
-            version, trace_id, span_id, flags = parts(current_traceparent())
+        with entry_span("POST /hooks/{token}", INCOMING) as entry:
+            traceparent = entry.traceparent()
+            assert entry.traceparent() == traceparent  # minted once
+            assert entry.trace_id() == INCOMING_TRACE_ID
+        version, trace_id, span_id, flags = parts(traceparent)
         assert (version, trace_id) == ("00", INCOMING_TRACE_ID)
         assert span_id not in (INCOMING_SPAN_ID, "0" * 16)
         assert flags == 0x01  # sampled like its parent; the parent did not say "random id"
-        assert current_traceparent() is None  # no longer current after the block
+
+    def test_each_delivery_gets_its_own_span_id(self):
+        configure_tracing("ingest")
+        minted = set()
+        for _ in range(100):
+            with entry_span("POST /hooks/{token}", INCOMING) as entry:
+                minted.add(parts(entry.traceparent())[2])
+        assert len(minted) == 100
 
     def test_a_root_gets_the_flags_the_sdk_gives_a_root(self):
         configure_tracing("ingest")
-        with entry_span("POST /hooks/{token}", None):
-            ids_only = parts(current_traceparent())
+        with entry_span("POST /hooks/{token}", None) as entry:
+            ids_only = parts(entry.traceparent())
         with tracer("t").start_as_current_span("sdk"):
             sdk = parts(current_traceparent())
         assert ids_only[1] != sdk[1]  # a fresh trace each
@@ -362,19 +375,19 @@ class TestEntrySpanIdsOnly:
 
     def test_honours_an_unsampled_parent(self):
         configure_tracing("ingest")
-        with entry_span("POST /hooks/{token}", UNSAMPLED):
-            assert parts(current_traceparent())[3] & 0x01 == 0
+        with entry_span("POST /hooks/{token}", UNSAMPLED) as entry:
+            assert parts(entry.traceparent())[3] & 0x01 == 0
 
     def test_honours_the_configured_sampler(self, monkeypatch):
         monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
         configure_tracing("ingest")
-        with entry_span("POST /hooks/{token}", None):
-            assert parts(current_traceparent())[3] & 0x01 == 0
+        with entry_span("POST /hooks/{token}", None) as entry:
+            assert parts(entry.traceparent())[3] & 0x01 == 0
 
     def test_a_worker_span_continues_it(self):
         configure_tracing("worker")
-        with entry_span("POST /hooks/{token}", INCOMING):
-            traceparent = current_traceparent()
+        with entry_span("POST /hooks/{token}", INCOMING) as entry:
+            traceparent = entry.traceparent()
         spans = InMemorySpanExporter()
         add_span_processor(SimpleSpanProcessor(spans))
         with tracer("worker").start_as_current_span(
@@ -386,20 +399,32 @@ class TestEntrySpanIdsOnly:
         assert f"{run.parent.span_id:016x}" == parts(traceparent)[2]
         assert f"{run.context.trace_id:032x}" == INCOMING_TRACE_ID
 
-    def test_log_lines_carry_its_trace_id(self):
+    def test_a_processor_added_later_gets_real_spans(self):
         configure_tracing("ingest")
-        record = logging.makeLogRecord({"msg": "could not enqueue"})
-        with entry_span("POST /hooks/{token}", INCOMING):
-            line = json.loads(JsonFormatter("ingest").format(record))
-        assert line["trace_id"] == INCOMING_TRACE_ID
+        spans = InMemorySpanExporter()
+        add_span_processor(SimpleSpanProcessor(spans))
+        with entry_span("POST /hooks/{token}", INCOMING) as entry:
+            assert entry.span.is_recording()
+        assert len(spans.get_finished_spans()) == 1
 
     def test_sdk_disabled_passes_the_incoming_traceparent_on(self, monkeypatch):
         monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
         configure_tracing("ingest")
-        with entry_span("POST /hooks/{token}", INCOMING):
-            assert current_traceparent() == INCOMING
-        with entry_span("POST /hooks/{token}", None):
-            assert current_traceparent() is None
+        with entry_span("POST /hooks/{token}", INCOMING) as entry:
+            assert entry.traceparent() == INCOMING
+        with entry_span("POST /hooks/{token}", None) as entry:
+            assert entry.traceparent() is None
+
+
+class TestLogLines:
+    def test_carry_the_trace_id_of_the_current_span(self):
+        capture()
+        record = logging.makeLogRecord({"msg": "run succeeded"})
+        with tracer("worker").start_as_current_span(
+            "run", context=context_from_traceparent(INCOMING)
+        ):
+            line = json.loads(JsonFormatter("worker").format(record))
+        assert line["trace_id"] == INCOMING_TRACE_ID
 
 
 class TestParsingAgreesWithTheW3cPropagator:
@@ -459,8 +484,8 @@ class TestIdsOnlyAgreesWithTheSdk:
             monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
         configure_tracing("ingest")
         assert telemetry._ids_only
-        with entry_span("POST /hooks/{token}", incoming) as span:
-            ids_only = span.get_span_context()
+        with entry_span("POST /hooks/{token}", incoming) as entry:
+            _, trace_id, _, flags = parts(entry.traceparent())
         sdk = tracer("t").start_span(
             "POST /hooks/{token}",
             context=context_from_traceparent(incoming),
@@ -469,6 +494,6 @@ class TestIdsOnlyAgreesWithTheSdk:
         expected = sdk.get_span_context()
         if incoming is None and "ratio" in sampler:
             return  # a ratio decides by trace id, and two roots have different ones
-        assert ids_only.trace_flags == expected.trace_flags
+        assert flags == expected.trace_flags
         if incoming is not None:
-            assert ids_only.trace_id == expected.trace_id == int(INCOMING_TRACE_ID, 16)
+            assert int(trace_id, 16) == expected.trace_id == int(INCOMING_TRACE_ID, 16)

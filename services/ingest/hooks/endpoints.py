@@ -110,16 +110,20 @@ class HookEndpoint:
 
         # The delivery's span: a child of the sender's span when it sent a valid traceparent.
         # The service names the workflow and run on it, and the job carries its traceparent.
-        with entry_span(_SPAN_NAMES[method], _incoming_traceparent(scope["headers"])) as span:
+        with entry_span(_SPAN_NAMES[method], _incoming_traceparent(scope["headers"])) as entry:
+            span = entry.span
             recording = span.is_recording()
             if recording:
                 span.set_attributes({HTTP_METHOD: method, HTTP_ROUTE: HOOK_PATH})
             try:
                 reply = await service.receive(
-                    token, method, scope["headers"], scope["query_string"], body
+                    token, method, scope["headers"], scope["query_string"], body, entry
                 )
             except Exception as exc:
-                log.exception("unhandled error", extra={"path_template": HOOK_PATH})
+                log.exception(
+                    "unhandled error",
+                    extra={"path_template": HOOK_PATH, "trace_id": entry.trace_id()},
+                )
                 if recording:
                     span.record_exception(exc)
                     span.set_attribute(HTTP_STATUS_CODE, 500)

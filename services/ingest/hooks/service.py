@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from opentelemetry.trace import get_current_span
+from opentelemetry.trace import Span
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
@@ -37,7 +37,7 @@ from services.ingest.hooks.signatures import SignatureRejected
 from services.ingest.leanredis import LeanRedis, pack
 from shared.ids import uuid7
 from shared.queue import RunJob
-from shared.telemetry import RUN_ID, WEBHOOK_OUTCOME, WORKFLOW_ID, current_traceparent
+from shared.telemetry import RUN_ID, WEBHOOK_OUTCOME, WORKFLOW_ID, EntrySpan
 
 log = logging.getLogger(__name__)
 
@@ -199,27 +199,32 @@ class WebhookService:
         raw_headers: list[tuple[bytes, bytes]],
         query_string: bytes,
         read_body: BodyReader,
+        entry: EntrySpan,
     ) -> Reply:
-        """The reply to a delivery (CLIENT_GONE when the client left before its body)."""
+        """The reply to a delivery (CLIENT_GONE when the client left before its body).
+
+        `entry` is the request's span (endpoints.py): the outcome, workflow and run are noted
+        on it (a no-op when it is not recorded), and an accepted job carries its traceparent.
+        """
+        span = entry.span
         received_at = datetime.now(UTC).isoformat()
         headers = parse_headers(raw_headers)
 
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body:
             # Refused before reading a byte; the server closes the connection on the rest.
-            return self._count("too_large", self._too_large)
+            return self._count(span, "too_large", self._too_large)
 
         try:
             hook = await self._resolver.resolve(token)
         except HookLookupFailed as exc:
             self._lookup_failures.warn(str(exc))
-            return self._count("unavailable", LOOKUP_UNAVAILABLE)
+            return self._count(span, "unavailable", LOOKUP_UNAVAILABLE)
         if hook is None:
-            return self._count("unknown", UNKNOWN)
-        # The request's span (see endpoints.py); a no-op when it is not recorded.
-        get_current_span().set_attribute(WORKFLOW_ID, hook.workflow_id)
+            return self._count(span, "unknown", UNKNOWN)
+        span.set_attribute(WORKFLOW_ID, hook.workflow_id)
         if not hook.active:
-            return self._count("inactive", INACTIVE)
+            return self._count(span, "inactive", INACTIVE)
 
         key: str | None = None
         for name, display in IDEMPOTENCY_HEADERS:
@@ -227,13 +232,13 @@ class WebhookService:
             if key is not None:
                 if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
                     detail = f"{display} is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"
-                    return self._count("bad_request", _error(400, detail))
+                    return self._count(span, "bad_request", _error(400, detail))
                 break
 
         try:
             body = await read_body(self._max_body)
         except BodyTooLarge:
-            return self._count("too_large", self._too_large)
+            return self._count(span, "too_large", self._too_large)
         if body is None:
             return CLIENT_GONE
 
@@ -241,15 +246,17 @@ class WebhookService:
             try:
                 hook.verifier.verify(headers, body, time.time())
             except SignatureRejected as exc:
-                return self._count("bad_signature", _error(401, str(exc)))
+                return self._count(span, "bad_signature", _error(401, str(exc)))
 
         try:
             trigger_body = parse_body(body, headers.get("content-type"))
             query = parse_query(query_string)
         except MalformedRequest as exc:
-            return self._count("bad_request", _error(400, str(exc)))
+            return self._count(span, "bad_request", _error(400, str(exc)))
 
-        return await self._enqueue(hook, method, headers, query, trigger_body, key, received_at)
+        return await self._enqueue(
+            hook, method, headers, query, trigger_body, key, received_at, entry
+        )
 
     async def _enqueue(
         self,
@@ -260,7 +267,9 @@ class WebhookService:
         body: Any,
         key: str | None,
         received_at: str,
+        entry: EntrySpan,
     ) -> Reply:
+        span = entry.span
         # Secrets never reach the run record: the job is the run record's source.
         redact(headers, hook.redacted_headers)
         job: RunJob = {
@@ -277,7 +286,7 @@ class WebhookService:
             },
             "idempotency_key": key,
             # The request's span, so the worker's run span is its child (one trace per delivery).
-            "traceparent": current_traceparent(),
+            "traceparent": entry.traceparent(),
             "retry_of": None,
         }
         dedupe_key = hook.dedupe_prefix + hashlib.sha256(key.encode()).hexdigest() if key else None
@@ -285,21 +294,21 @@ class WebhookService:
             run_id, duplicate = await self._store.store(job, dedupe_key)
         except QueueUnavailable as exc:
             self._enqueue_failures.warn(str(exc))
-            return self._count("unavailable", QUEUE_UNAVAILABLE)
+            return self._count(span, "unavailable", QUEUE_UNAVAILABLE)
         except (ValueError, RecursionError):
             # orjson parsed it, but the queue's JSON encoder cannot nest that deep.
-            return self._count("bad_request", _error(400, "body is nested too deeply"))
+            return self._count(span, "bad_request", _error(400, "body is nested too deeply"))
         # The run this reply names: for a duplicate, the first delivery's.
-        get_current_span().set_attribute(RUN_ID, run_id)
+        span.set_attribute(RUN_ID, run_id)
         location = (b"location", f"/runs/{run_id}".encode())
         payload = orjson.dumps({"run_id": run_id})
         if duplicate:
             replayed = (b"idempotent-replayed", b"true")
-            return self._count("duplicate", Reply(202, payload, (location, replayed)))
-        return self._count("accepted", Reply(202, payload, (location,)))
+            return self._count(span, "duplicate", Reply(202, payload, (location, replayed)))
+        return self._count(span, "accepted", Reply(202, payload, (location,)))
 
     @staticmethod
-    def _count(outcome: str, reply: Reply) -> Reply:
+    def _count(span: Span, outcome: str, reply: Reply) -> Reply:
         _OUTCOMES[outcome].inc()
-        get_current_span().set_attribute(WEBHOOK_OUTCOME, outcome)
+        span.set_attribute(WEBHOOK_OUTCOME, outcome)
         return reply

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
-from opentelemetry.trace import Span, StatusCode
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,12 +39,14 @@ from shared.telemetry import (
     HTTP_STATUS_CODE,
     RUN_ID,
     WORKFLOW_ID,
+    context_from_traceparent,
     current_traceparent,
-    entry_span,
+    tracer,
 )
 from shared.tokens import CurrentUserId
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 
 router = APIRouter(tags=["runs"])
 
@@ -86,8 +88,15 @@ def _status_of(exc: Exception) -> int:
 def _run_span(route: str, request: Request) -> Iterator[Span]:
     """The span of a request that queues a run: its traceparent goes into the job, so the
     worker's run span is its child (a child itself of the caller's span, if it sent one)."""
-    with entry_span(f"POST {route}", request.headers.get("traceparent")) as span:
-        span.set_attributes({HTTP_METHOD: "POST", HTTP_ROUTE: route})
+    with _tracer.start_as_current_span(
+        f"POST {route}",
+        context=context_from_traceparent(request.headers.get("traceparent")),
+        kind=SpanKind.SERVER,
+        attributes={HTTP_METHOD: "POST", HTTP_ROUTE: route},
+        # An HTTP server decides what an error is (a 404 is not one): done below.
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
         try:
             yield span
         except Exception as exc:
