@@ -24,7 +24,9 @@ The API the services call (everything else here is private):
         Adds `traceparent` (and `tracestate`) of the current span to outgoing HTTP headers.
     flush_tracing(timeout_s: float = 5.0) -> bool
         Exports the spans still buffered. Call it before a process ends without running atexit
-        hooks: an RQ work horse leaves through `os._exit`, which would drop its last batch.
+        hooks: an RQ work horse leaves through `os._exit`, and uvicorn re-raises SIGTERM after
+        its shutdown (the default action ends the process), either of which drops the last
+        batch; the services call it at the end of their lifespan / worker loop.
     tracing_exporter() -> SpanExporter | None
         What configure_tracing exports to (None: not exported), for a start-up log line.
     entry_span(name, traceparent, kind=SpanKind.SERVER) -> context manager of an EntrySpan
@@ -46,11 +48,17 @@ NODE_ID, NODE_TYPE, NODE_ATTEMPTS, NODE_STATUS, WEBHOOK_OUTCOME, and the HTTP on
 OpenTelemetry semantic conventions: HTTP_METHOD, HTTP_ROUTE (the template, never the path: it
 carries tokens), HTTP_STATUS_CODE.
 
-Typical use:
+Typical use (docs/observability.md, "Traces", lists the spans the services make):
 
-    # ingest, per request
-    with tracer(__name__).start_as_current_span("webhook") as span:
-        span.set_attribute(WORKFLOW_ID, str(workflow_id))
+    # ingest, per request (the hot path)
+    with entry_span("POST /hooks/{token}", headers.get("traceparent")) as entry:
+        entry.span.set_attribute(WORKFLOW_ID, str(workflow_id))
+        job = RunJob(..., traceparent=entry.traceparent())
+
+    # workflows, per manual run (not a hot path: a plain span, current)
+    parent = context_from_traceparent(request.headers.get("traceparent"))
+    with tracer(__name__).start_as_current_span("POST /workflows/{workflow_id}/run",
+                                                 context=parent, kind=SpanKind.SERVER):
         job = RunJob(..., traceparent=current_traceparent())
 
     # worker, per job
@@ -58,7 +66,7 @@ Typical use:
     with tracer(__name__).start_as_current_span("run", context=parent) as span:
         span.set_attribute(RUN_ID, job["run_id"])
         ...
-        with tracer(__name__).start_as_current_span(f"node {node.id}") as node_span:
+        with tracer(__name__).start_as_current_span(f"node {node.type}") as node_span:
             node_span.set_attributes({NODE_ID: node.id, NODE_TYPE: node.type})
 """
 
