@@ -21,8 +21,9 @@ import redis.asyncio as aioredis
 from shared.ids import uuid7
 from shared.queue import RunEnqueuer, RunJob, decode_job_data, job_key, queue_key
 from tests.conftest import ApiUser
+from tests.fixtures.database import Database
 from tests.fixtures.servers import Infra
-from tests.services.workflows.conftest import Database, ExtraService, create_workflow
+from tests.services.workflows.conftest import ExtraService, create_workflow
 
 TRIGGER = {
     "body": {"amount": 150},
