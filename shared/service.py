@@ -12,12 +12,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -65,25 +62,6 @@ class RequestMetricsMiddleware:
             method = scope["method"]
             HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
             HTTP_LATENCY.labels(self.service, method, template).observe(time.perf_counter() - start)
-
-
-def database_check(engine: AsyncEngine) -> ReadinessCheck:
-    """A readiness check that PostgreSQL answers a trivial query on `engine`."""
-
-    async def check() -> None:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-
-    return check
-
-
-def redis_check(client: aioredis.Redis) -> ReadinessCheck:
-    """A readiness check that Redis answers PING."""
-
-    async def check() -> None:
-        await client.ping()
-
-    return check
 
 
 async def _run_check(name: str, check: ReadinessCheck, limit_s: float) -> tuple[str, str | None]:

@@ -13,7 +13,8 @@ from services.auth.keys import KeyRing
 from services.auth.ratelimit import LoginThrottle
 from services.auth.users.endpoints import router
 from shared.db.engine import create_engine, session_factory
-from shared.service import ReadinessCheck, build_app, database_check, redis_check
+from shared.readiness import database_check, redis_check
+from shared.service import ReadinessCheck, build_app
 from shared.settings import get_settings
 from shared.tokens import TokenVerifier
 

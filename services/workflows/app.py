@@ -24,7 +24,8 @@ from services.workflows.workflows.service import InvalidDefinition, WebhookUrls,
 from shared.db.engine import create_engine, session_factory
 from shared.nodes import load_registry
 from shared.queue import RunEnqueuer
-from shared.service import ReadinessCheck, build_app, database_check, redis_check
+from shared.readiness import database_check, redis_check
+from shared.service import ReadinessCheck, build_app
 from shared.settings import get_settings
 from shared.telemetry import configure_tracing, flush_tracing
 from shared.tokens import JwksCache, TokenVerifier

@@ -10,13 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.database import Database
 from tests.fixtures.stack import Stack
-from tests.services.workflows.conftest import (
-    LOG_NODE,
-    SECRET,
-    Database,
-    create_workflow,
-)
+from tests.services.workflows.conftest import LOG_NODE, SECRET, create_workflow
 
 FILTER_NODE = {
     "id": "only_big",
