@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 import redis.asyncio as aioredis
 from fastapi import Depends, HTTPException, Request, status
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workflows.hooks.service import HookMirror
 from services.workflows.workflows.service import WebhookUrls
-from shared.db.engine import session_scope
+from shared.db.deps import SessionDep as SessionDep  # re-exported: every alias lives here
 from shared.nodes import NodeRegistry
 from shared.queue import RunEnqueuer
 from shared.settings import Settings
-
-
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with session_scope(request.app.state.sessions) as session:
-        yield session
 
 
 def _registry(request: Request) -> NodeRegistry:
@@ -75,9 +68,6 @@ def _run_id(run_id: str) -> uuid.UUID:
     return _uuid_or_404(run_id, "run")
 
 
-# scope="function": commit before the response is sent, so a client that gets its 201 can
-# read what it created on the very next request.
-SessionDep = Annotated[AsyncSession, Depends(_session, scope="function")]
 RegistryDep = Annotated[NodeRegistry, Depends(_registry)]
 MirrorDep = Annotated[HookMirror, Depends(_mirror)]
 UrlsDep = Annotated[WebhookUrls, Depends(_urls)]
