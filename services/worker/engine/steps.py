@@ -160,6 +160,23 @@ class StepExecutor:
                 span.set_attributes({NODE_ATTEMPTS: record.attempt, NODE_STATUS: FAILED})
                 span.set_status(StatusCode.ERROR, "interrupted: the run's deadline was exceeded")
                 raise
+            except Exception as exc:
+                # A bug of ours (rendering, recording): the step fails with a reason, the run
+                # goes on as for any failed step, and no record is left half-built.
+                log.exception(
+                    "engine error in a step",
+                    extra={
+                        "run_id": run.run_id,
+                        "workflow_id": run.workflow_id,
+                        "node_id": node.id,
+                    },
+                )
+                message = f"internal error: {type(exc).__name__}: {exc}"
+                record.status, record.error = FAILED, message
+                record.output = record.resume_output = None
+                span.record_exception(exc)
+                span.set_status(StatusCode.ERROR, message)
+                return StepResult({"error": message}, failure=message)
 
     async def _traced(
         self,
