@@ -75,10 +75,10 @@ class ParkRequest:
 
 @dataclass
 class Resume:
-    """What earlier deliveries left: recorded steps, and the parked step this one resumes."""
+    """What earlier deliveries left: the steps recorded for reuse, by position (a `waiting`
+    one is the parked step this delivery ends)."""
 
     recorded: dict[int, RecordedStep] = field(default_factory=dict)
-    parked_position: int | None = None
 
 
 @dataclass
@@ -174,12 +174,20 @@ class NodeRunner:
                         break
                     recorded = resume.recorded.get(position)
                     spec = self.registry.get(node.type)
-                    if position == resume.parked_position and recorded is not None:
+                    if recorded is not None and recorded.record.status == WAITING:
                         current = _restart(recorded.record)
                         steps.append(current)
                         result = await self._end_park(node, current, recorded, hooks)
-                    elif recorded is not None and (spec is None or spec.has_effects):
-                        # Executed by an earlier delivery: its effect happened, never repeat it.
+                        # Written at once: a callback's body is taken from Redis only once.
+                        if not await hooks.checkpoint([*pending, current]):
+                            status, error = CANCELLED, "cancelled"
+                            skip_note = "skipped: run cancelled"
+                            current = None
+                            break
+                        pending.clear()
+                    elif recorded is not None:
+                        # Recorded for reuse (an effectful step, or a wait that ended): its
+                        # effect happened, never repeat it.
                         steps.append(recorded.record)
                         context["steps"][node.id] = recorded.output
                         failed = recorded.record.status == FAILED
@@ -295,6 +303,8 @@ class NodeRunner:
         else:
             record.status, output = SUCCEEDED, parked.get("output")
         self.steps.record_output(record, spec, output)
+        # Reusable like an effectful step: a later delivery must not wait (or ask) again.
+        record.resume_output = orjson.Fragment(encode_json(output))
         if record.started_at is not None:
             waited = (datetime.now(UTC) - record.started_at).total_seconds()
             record.duration_ms = int(waited * 1000)
