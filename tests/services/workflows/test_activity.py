@@ -53,9 +53,7 @@ class TestActivity:
         assert item["last_run"]["id"] == str(newest)
         assert item["last_run"]["status"] == "failed"
 
-    def test_a_workflow_without_runs_has_no_last_run_and_no_counts(
-        self, api: httpx.Client
-    ) -> None:
+    def test_a_workflow_without_runs_has_no_last_run_and_no_counts(self, api: httpx.Client) -> None:
         workflow = create_workflow(api)
         [item] = _activity(api, workflow["id"]).json()["items"]
         assert item == {"workflow_id": workflow["id"], "last_run": None, "runs_by_status": {}}

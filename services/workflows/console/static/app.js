@@ -71,4 +71,6 @@ function App() {
     <main id="main"><${Problem} error=${problem} />${main}</main>`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = ''; // the static "Loading" placeholder: render() would keep it beside the app
+render(html`<${App} />`, root);

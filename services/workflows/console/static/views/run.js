@@ -78,8 +78,7 @@ export function RunPage({ id }) {
   const workflow = `#/workflows/${encodeURIComponent(run.workflow_id)}`;
   const trigger = run.trigger || {};
   return html`<section>
-    <p class="crumbs"><a href="#/">Workflows</a> / <a href=${workflow}>workflow</a> /
-      <a href=${`${workflow}/runs`}>runs</a> /</p>
+    <p class="crumbs"><a href="#/">Workflows</a> / <a href=${workflow}>workflow</a> / <a href=${`${workflow}/runs`}>runs</a> /</p>
     <div class="row"><h1>Run</h1><span data-testid="run-status"><${Status} value=${run.status} /></span>
       ${live && html`<span class="muted" aria-live="polite">updating live</span>`}</div>
     <code class="run-id">${run.id}</code>
