@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import ApiUser
+from tests.e2e.conftest import hook_path
 from tests.fixtures.stack import Stack
 
 CHROMIUM_ARGS = [
@@ -110,3 +112,14 @@ def console(browser: Any, stack: Stack) -> Iterator[Console]:
     tab = new_console(browser, stack)
     yield tab
     tab.page.context.close()
+
+
+def fire_webhook(
+    stack: Stack, workflow: dict[str, Any], body: Any, headers: dict[str, str] | None = None
+) -> str:
+    """Call the workflow's webhook on the stack's ingest; the run id of its 202."""
+    with httpx.Client(base_url=stack.url("ingest"), timeout=10) as ingest:
+        accepted = ingest.post(hook_path(workflow), json=body, headers=headers)
+    assert accepted.status_code == 202, accepted.text
+    run_id: str = accepted.json()["run_id"]
+    return run_id

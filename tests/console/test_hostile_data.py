@@ -3,12 +3,11 @@ nothing. Any console error (a CSP violation included), page error or dialog fail
 
 from __future__ import annotations
 
-import httpx
 from playwright.sync_api import expect
 
 from tests.conftest import ApiUser
-from tests.console.conftest import Console
-from tests.e2e.conftest import create_workflow, hook_path, wait_for_run
+from tests.console.conftest import Console, fire_webhook
+from tests.e2e.conftest import create_workflow, wait_for_run
 from tests.fixtures.stack import Stack
 
 SCRIPT = "<script>window.__xss = 1; alert('script')</script>"
@@ -47,10 +46,7 @@ class TestHostileData:
         self, console: Console, user: ApiUser, stack: Stack
     ) -> None:
         workflow = create_workflow(user, NODES, name=f"{IMG} {SCRIPT}", description=SVG)
-        with httpx.Client(base_url=stack.url("ingest"), timeout=10) as ingest:
-            accepted = ingest.post(hook_path(workflow), json=BODY, headers=HEADERS)
-        assert accepted.status_code == 202, accepted.text
-        run_id = accepted.json()["run_id"]
+        run_id = fire_webhook(stack, workflow, BODY, HEADERS)
         assert wait_for_run(user, run_id)["status"] == "succeeded"
 
         console.log_in(user)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import httpx
 from playwright.sync_api import expect
 
 from tests.conftest import ApiUser
-from tests.console.conftest import Console
-from tests.e2e.conftest import create_workflow, hook_path, wait_for_run
+from tests.console.conftest import Console, fire_webhook
+from tests.e2e.conftest import create_workflow, wait_for_run
 from tests.fixtures.stack import Stack
 
 LOG = {"id": "note", "type": "log", "params": {"message": "hello"}}
@@ -18,8 +17,7 @@ class TestLogin:
         self, console: Console, user: ApiUser, stack: Stack
     ) -> None:
         workflow = create_workflow(user, [LOG], name="orders to slack")
-        with httpx.Client(base_url=stack.url("ingest"), timeout=10) as ingest:
-            run_id = ingest.post(hook_path(workflow), json={"n": 1}).json()["run_id"]
+        run_id = fire_webhook(stack, workflow, {"n": 1})
         wait_for_run(user, run_id)
 
         console.open()

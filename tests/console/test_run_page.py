@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import time
 
-import httpx
 from playwright.sync_api import expect
 
 from scripts.localinfra import free_port
 from tests.conftest import ApiUser, register_user
-from tests.console.conftest import Console
-from tests.e2e.conftest import create_workflow, hook_path, wait_for_run
+from tests.console.conftest import Console, fire_webhook
+from tests.e2e.conftest import create_workflow, wait_for_run
 from tests.fixtures.stack import Stack
 
 ACTIVE = {"queued", "running", "waiting"}
-
-
-def _fire(stack: Stack, workflow: dict[str, object], body: object) -> str:
-    with httpx.Client(base_url=stack.url("ingest"), timeout=10) as ingest:
-        accepted = ingest.post(hook_path(workflow), json=body)  # type: ignore[arg-type]
-    assert accepted.status_code == 202, accepted.text
-    run_id: str = accepted.json()["run_id"]
-    return run_id
 
 
 def _statuses_until_terminal(console: Console, deadline_s: float = 20) -> list[str]:
@@ -57,7 +48,7 @@ class TestLiveRun:
         console.log_in(user)
         console.page.evaluate("window.__sameDocument = true")
 
-        run_id = _fire(stack, workflow, {"n": 7})
+        run_id = fire_webhook(stack, workflow, {"n": 7})
         console.go(f"#/runs/{run_id}")
         seen = _statuses_until_terminal(console)
 
@@ -86,7 +77,7 @@ class TestLiveRun:
             user, [{"id": "pause", "type": "delay", "params": {"seconds": 3}}]
         )
         console.log_in(user)
-        run_id = _fire(stack, workflow, {})
+        run_id = fire_webhook(stack, workflow, {})
         console.go(f"#/runs/{run_id}")
         expect(console.page.get_by_role("button", name="Cancel run")).to_be_visible()
         wait_for_run(user, run_id)
@@ -100,7 +91,7 @@ class TestFailedRun:
         closed = f"http://127.0.0.1:{free_port()}/nothing-listens-here"
         nodes = [{"id": "post", "type": "http_request", "params": {"method": "GET", "url": closed}}]
         workflow = create_workflow(user, nodes)
-        run_id = _fire(stack, workflow, {"order": "A-1"})
+        run_id = fire_webhook(stack, workflow, {"order": "A-1"})
         assert wait_for_run(user, run_id)["status"] == "failed"
 
         console.log_in(user)
@@ -123,7 +114,7 @@ class TestSomeoneElsesRun:
         workflow = create_workflow(
             user, [{"id": "note", "type": "log", "params": {"message": "x"}}]
         )
-        run_id = _fire(stack, workflow, {"secret": "mine"})
+        run_id = fire_webhook(stack, workflow, {"secret": "mine"})
         wait_for_run(user, run_id)
 
         console.log_in(register_user(stack))

@@ -10,14 +10,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import expect
 
 from scripts.localinfra import free_port
 from tests.conftest import ApiUser
-from tests.console.conftest import new_console
-from tests.e2e.conftest import create_workflow, hook_path, wait_for_run
+from tests.console.conftest import fire_webhook, new_console
+from tests.e2e.conftest import create_workflow, wait_for_run
 from tests.fixtures.stack import Stack
 
 NODES = [
@@ -49,13 +48,7 @@ def _sample(stack: Stack, user: ApiUser) -> tuple[dict[str, Any], str, str]:
     """A workflow with a few succeeded runs and one failed run; returns the two run ids."""
     workflow = create_workflow(user, NODES, name="notify big orders")
     create_workflow(user, [NODES[-1]], name="nightly report", active=False)
-    with httpx.Client(base_url=stack.url("ingest"), timeout=10) as ingest:
-        ids = [
-            ingest.post(hook_path(workflow), json={"id": f"A-{n}", "amount": 90 + 20 * n}).json()[
-                "run_id"
-            ]
-            for n in range(4)
-        ]
+    ids = [fire_webhook(stack, workflow, {"id": f"A-{n}", "amount": 90 + 20 * n}) for n in range(4)]
     for run_id in ids:
         wait_for_run(user, run_id)
     closed = f"http://127.0.0.1:{free_port()}/orders"
@@ -65,10 +58,7 @@ def _sample(stack: Stack, user: ApiUser) -> tuple[dict[str, Any], str, str]:
             f"/workflows/{workflow['id']}",
             json={"name": workflow["name"], "nodes": [*NODES, failing]},
         ).is_success
-    with httpx.Client(base_url=stack.url("ingest"), timeout=10) as ingest:
-        failed = ingest.post(hook_path(workflow), json={"id": "A-9", "amount": 250}).json()[
-            "run_id"
-        ]
+    failed = fire_webhook(stack, workflow, {"id": "A-9", "amount": 250})
     wait_for_run(user, failed)
     return workflow, ids[-1], failed
 
