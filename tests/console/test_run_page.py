@@ -70,18 +70,26 @@ class TestLiveRun:
         )
         assert console.problems == []
 
-    def test_a_running_run_offers_cancel(
+    def test_a_waiting_run_shows_when_it_resumes_and_is_cancelled_from_the_page(
         self, console: Console, user: ApiUser, stack: Stack
     ) -> None:
+        # A delay over 5 s parks the run (engine v2): `waiting`, with `resume_at`.
         workflow = create_workflow(
-            user, [{"id": "pause", "type": "delay", "params": {"seconds": 3}}]
+            user, [{"id": "nap", "type": "delay", "params": {"seconds": 600}}]
         )
         console.log_in(user)
         run_id = fire_webhook(stack, workflow, {})
         console.go(f"#/runs/{run_id}")
-        expect(console.page.get_by_role("button", name="Cancel run")).to_be_visible()
-        wait_for_run(user, run_id)
-        expect(console.page.get_by_role("button", name="Cancel run")).to_have_count(0)
+        page = console.page
+        expect(page.get_by_test_id("run-status")).to_have_text("waiting")
+        expect(page.locator("dl.facts")).to_contain_text("Resumes")
+
+        page.get_by_role("button", name="Cancel run").click()
+
+        expect(page.get_by_test_id("run-status")).to_have_text("cancelled")
+        expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)
+        assert wait_for_run(user, run_id)["status"] == "cancelled"
+        assert console.problems == []
 
 
 class TestFailedRun:
