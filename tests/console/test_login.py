@@ -35,6 +35,14 @@ class TestLogin:
         expect(card).to_contain_text(f"v{workflow['version']}")
         expect(card.locator("dd").first).to_contain_text("succeeded")  # the last run
         expect(card.locator("ul.counts")).to_contain_text("succeeded 1")
+
+        # On with the keyboard only: Tab to the workflow's link, Enter opens it.
+        for _ in range(30):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.textContent") == "orders to slack":
+                break
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", level=1)).to_have_text("orders to slack")
         assert console.problems == []
 
     def test_a_reload_keeps_the_session_and_log_out_ends_it(
