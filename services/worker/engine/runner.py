@@ -38,6 +38,8 @@ from shared.hooks import resume_url
 from shared.nodes import NodeDefinition, NodeError, NodeRegistry, Park, render
 
 CANCELLED = "cancelled"
+# (status, run error, note on the steps not run) of a run stopped by a cancellation.
+_CANCELLED = (CANCELLED, "cancelled", "skipped: run cancelled")
 
 __all__ = [
     "CANCELLED",
@@ -169,8 +171,7 @@ class NodeRunner:
             async with asyncio.timeout_at(deadline):
                 for position, node in enumerate(nodes):
                     if hooks.cancelled():
-                        status, error = CANCELLED, "cancelled"
-                        skip_note = "skipped: run cancelled"
+                        status, error, skip_note = _CANCELLED
                         break
                     recorded = resume.recorded.get(position)
                     spec = self.registry.get(node.type)
@@ -180,8 +181,7 @@ class NodeRunner:
                         result = await self._end_park(node, current, recorded, hooks)
                         # Written at once: a callback's body is taken from Redis only once.
                         if not await hooks.checkpoint([*pending, current]):
-                            status, error = CANCELLED, "cancelled"
-                            skip_note = "skipped: run cancelled"
+                            status, error, skip_note = _CANCELLED
                             current = None
                             break
                         pending.clear()
@@ -218,8 +218,7 @@ class NodeRunner:
                             break
                         if spec is not None and spec.has_effects:
                             if not await hooks.checkpoint([*pending, current]):
-                                status, error = CANCELLED, "cancelled"
-                                skip_note = "skipped: run cancelled"
+                                status, error, skip_note = _CANCELLED
                                 current = None
                                 break
                             pending.clear()
