@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.worker.config import WorkerSettings
 from services.worker.engine import NodeRunner, RunEngine, VersionCache
+from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.records import encode_json
 from shared.nodes import EgressPolicy, build_http_client, load_registry
 from shared.queue import RunJob
@@ -64,6 +65,7 @@ class WorkerRuntime:
             self.http,
             payload_max_bytes=settings.step_payload_max_bytes,
             max_retry_wait_s=worker_settings.max_retry_wait_seconds,
+            credentials=CredentialVault(self.db, settings.keyring()),
         )
         self.engine = RunEngine(self.db, runner, VersionCache(worker_settings.version_cache_size))
 

@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from services.workflows.catalogue.endpoints import router as catalogue_router
+from services.workflows.credentials.endpoints import router as credentials_router
+from services.workflows.credentials.service import CredentialConflict, CredentialNotFound
 from services.workflows.hooks.endpoints import router as hooks_router
 from services.workflows.hooks.service import HookMirror, mirror_all_at_startup
 from services.workflows.runs.endpoints import router as runs_router
@@ -58,6 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.registry = load_registry()
     app.state.urls = WebhookUrls(settings.resolved_webhook_key(), settings.public_url)
     app.state.internal_token = settings.resolved_internal_token()
+    app.state.keyring = settings.keyring()
     app.state.mirror = mirror
     app.state.enqueuer = RunEnqueuer(
         redis_client, settings.queue_name, settings.job_timeout_seconds
@@ -80,8 +83,13 @@ def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:
-    what = "run" if isinstance(exc, RunNotFound) else "workflow"
+    what = {RunNotFound: "run", CredentialNotFound: "credential"}.get(type(exc), "workflow")
     return JSONResponse({"detail": f"{what} not found"}, status_code=404)
+
+
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CredentialConflict)
+    return JSONResponse({"detail": exc.message}, status_code=409)
 
 
 async def _invalid_definition(request: Request, exc: Exception) -> JSONResponse:
@@ -117,6 +125,8 @@ def create_app() -> FastAPI:
     )
     app.add_exception_handler(WorkflowNotFound, _not_found)
     app.add_exception_handler(RunNotFound, _not_found)
+    app.add_exception_handler(CredentialNotFound, _not_found)
+    app.add_exception_handler(CredentialConflict, _conflict)
     app.add_exception_handler(InvalidDefinition, _invalid_definition)
     app.add_exception_handler(RedisError, _redis_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -124,4 +134,5 @@ def create_app() -> FastAPI:
     app.include_router(runs_router)
     app.include_router(catalogue_router)
     app.include_router(hooks_router)
+    app.include_router(credentials_router)
     return app

@@ -21,6 +21,7 @@ from opentelemetry.trace import Span, StatusCode, get_current_span
 from pydantic import ValidationError
 
 from services.worker import metrics
+from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.records import record_payload, redact
 from shared.nodes import (
     Halt,
@@ -30,7 +31,6 @@ from shared.nodes import (
     NodeRegistry,
     NodeSpec,
     RetryableNodeError,
-    render,
 )
 from shared.telemetry import NODE_ATTEMPTS, NODE_ID, NODE_STATUS, NODE_TYPE, tracer
 
@@ -120,8 +120,10 @@ class NodeRunner:
         payload_max_bytes: int,
         max_retry_wait_s: float,
         jitter: Callable[[float, float], float] = random.uniform,
+        credentials: CredentialVault | None = None,
     ) -> None:
         self.registry = registry
+        self.credentials = credentials or CredentialVault()
         self.http = http
         self.payload_max_bytes = payload_max_bytes
         self.max_retry_wait_s = max_retry_wait_s
@@ -256,13 +258,16 @@ class NodeRunner:
         deadline: float,
     ) -> tuple[Any, str | None]:
         try:
-            rendered = render(node.params, context)
+            # With credentials: the values for the node, placeholders for the record (shown).
+            rendered, shown, spec = await self.credentials.render(
+                run.workflow_id, node, spec, context
+            )
         except NodeError as exc:
             record.input = record_payload(
                 redact(node.params, spec.secret_params), self.payload_max_bytes
             )
             raise _StepFailed(exc.message) from exc
-        record.input = record_payload(redact(rendered, spec.secret_params), self.payload_max_bytes)
+        record.input = record_payload(redact(shown, spec.secret_params), self.payload_max_bytes)
         try:
             params = spec.params_model.model_validate(rendered)
         except ValidationError as exc:
