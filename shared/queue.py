@@ -13,7 +13,7 @@ proves a real RQ worker runs it.
 from __future__ import annotations
 
 import zlib
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 import redis
@@ -39,6 +39,8 @@ class TriggerRequest(TypedDict):
     query: dict[str, Any]
     method: str
     received_at: str
+    # The tick's time, on runs started by a schedule trigger (services/worker/scheduler.py).
+    scheduled_at: NotRequired[str]
 
 
 class RunJob(TypedDict):

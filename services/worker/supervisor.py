@@ -29,6 +29,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.process_collector import ProcessCollector
 from sqlalchemy import text
 
+from services.worker.background import BackgroundJobs
 from services.worker.collectors import ProcessView, QueueCollector, WorkerProcessCollector
 from services.worker.config import WorkerSettings
 from services.worker.probes import ProbeServer, Response
@@ -130,9 +131,12 @@ class Supervisor:
             self.port,
         )
         sweeper = asyncio.create_task(self._sweep_forever())
+        background = BackgroundJobs(self.settings)
+        background.start()
         try:
             await self._supervise()
         finally:
+            await background.stop()
             sweeper.cancel()
             server.close()
             await server.wait_closed()
