@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # `<id>:<base64 32 bytes>`, comma-separated, newest first (shared/crypto.py).
     encryption_keys: str = Field("", repr=False)
 
+    # Schedules run in the worker supervisors (one active through a lease); off in test
+    # stacks that share one database, so only the test that wants ticks gets them.
+    scheduler_enabled: bool = True
     # Schedules: a tick more than this late (the scheduler was down) is skipped, not run.
     schedule_misfire_grace_seconds: float = Field(60.0, ge=0)
     schedule_poll_seconds: float = Field(0.2, gt=0, le=10)

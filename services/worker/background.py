@@ -51,14 +51,14 @@ class BackgroundJobs:
             interval_s=settings.run_retention_interval_seconds,
             batch=settings.run_retention_batch,
         )
+        self.scheduler_enabled = settings.scheduler_enabled
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         """Start both loops on the running event loop."""
-        self._tasks = [
-            asyncio.create_task(self.scheduler.run_forever()),
-            asyncio.create_task(self.pruner.run_forever()),
-        ]
+        self._tasks = [asyncio.create_task(self.pruner.run_forever())]
+        if self.scheduler_enabled:
+            self._tasks.append(asyncio.create_task(self.scheduler.run_forever()))
 
     async def stop(self) -> None:
         """Stop both loops and hand the leases over at once (a standby takes them)."""
