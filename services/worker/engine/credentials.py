@@ -12,8 +12,10 @@ credential cost nothing here.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,14 +83,30 @@ def _open(keyring: Keyring, name: str, sealed: _Sealed) -> dict[str, str]:
     return data
 
 
+def _scrub_text(text: str, name: str, secret: str) -> str:
+    if secret in text:
+        text = text.replace(secret, placeholder(name))
+    # An excerpt cut in the middle of a value ("answered 401: ...Basic YWRhOn") keeps a piece
+    # of it at its end (or, for a preview, at its start): those go too.
+    for size in range(len(secret) - 1, MIN_SCRUBBED_CHARS - 1, -1):
+        if text.endswith(secret[:size]):
+            text = text[:-size] + placeholder(name)
+            break
+    for size in range(len(secret) - 1, MIN_SCRUBBED_CHARS - 1, -1):
+        if text.startswith(secret[-size:]):
+            text = placeholder(name) + text[size:]
+            break
+    return text
+
+
 def scrub(value: Any, secrets: Mapping[str, str]) -> Any:
     """`value` with every secret value (name -> value) replaced by its placeholder."""
     if not secrets:
         return value
     if isinstance(value, str):
         for name, secret in secrets.items():
-            if len(secret) >= MIN_SCRUBBED_CHARS and secret in value:
-                value = value.replace(secret, placeholder(name))
+            if len(secret) >= MIN_SCRUBBED_CHARS:
+                value = _scrub_text(value, name, secret)
         return value
     if isinstance(value, Mapping):
         return {scrub(key, secrets): scrub(item, secrets) for key, item in value.items()}
@@ -97,10 +115,33 @@ def scrub(value: Any, secrets: Mapping[str, str]) -> Any:
     return value
 
 
+# The values the current step was given: a task-local, so concurrent runs never mix them.
+_STEP_SECRETS: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "automateos_step_secrets", default=None
+)
+
+
+class _ScrubLogs(logging.Filter):
+    """Scrubs what a node logs through `ctx.logger` while it holds credential values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = _STEP_SECRETS.get()
+        if secrets:
+            record.msg = scrub(record.getMessage(), secrets)
+            record.args = None
+        return True
+
+
+_SCRUB_LOGS = _ScrubLogs()
+
+
 def _scrubbing(spec: NodeSpec[Any], secrets: Mapping[str, str]) -> NodeSpec[Any]:
-    """`spec` whose results and errors are scrubbed of `secrets`."""
+    """`spec` whose results, errors and log lines are scrubbed of `secrets`."""
 
     async def run(ctx: NodeContext, params: Any) -> Any:
+        if _SCRUB_LOGS not in ctx.logger.filters:
+            ctx.logger.addFilter(_SCRUB_LOGS)
+        token = _STEP_SECRETS.set(secrets)
         try:
             result = await spec.execute(ctx, params)
         except NodeError as exc:
@@ -111,6 +152,8 @@ def _scrubbing(spec: NodeSpec[Any], secrets: Mapping[str, str]) -> NodeSpec[Any]
             # Its traceback could quote the values: only the scrubbed message goes on.
             message = scrub(f"{type(exc).__name__}: {exc}", secrets)
             raise NodeError(message) from None
+        finally:
+            _STEP_SECRETS.reset(token)
         if isinstance(result, Halt):
             return Halt(scrub(result.output, secrets), scrub(result.reason, secrets))
         return scrub(result, secrets)
@@ -182,6 +225,8 @@ class CredentialVault:
             rendered = {**rendered, "headers": headers}
             shown = {**shown, "credential": placeholder(name)}
             used[name] = value
+            # The parts too: a server may quote only the token, or the Basic blob.
+            used[f"{name}.scheme_value"] = value.split(" ", 1)[-1]
             for field in ("token", "password", "value"):
                 if field in data:
                     used[f"{name}.{field}"] = data[field]
