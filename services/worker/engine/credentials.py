@@ -220,7 +220,12 @@ class CredentialVault:
                 raise NodeError(f"credential {name!r} is a {row.type}; use secrets.{name}")
             data = _open(self.keyring, name, row)
             header, value = auth_header(row.type, data)
-            headers = dict(rendered.get("headers") or {})
+            # The credential wins over a header of the same name, whatever its case.
+            headers = {
+                key: item
+                for key, item in (rendered.get("headers") or {}).items()
+                if not (isinstance(key, str) and key.lower() == header.lower())
+            }
             headers[header] = value
             rendered = {**rendered, "headers": headers}
             shown = {**shown, "credential": placeholder(name)}
