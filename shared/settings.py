@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     run_retention_max_per_workflow: int = Field(10_000, ge=1)
     run_retention_interval_seconds: float = Field(60.0, gt=0)
     run_retention_batch: int = Field(500, ge=1, le=50_000)
+    # After each batch the pruner rests this many times as long as the batch took.
+    run_retention_rest_ratio: float = Field(2.0, ge=0)
 
     @field_validator("database_url")
     @classmethod

@@ -50,6 +50,7 @@ class BackgroundJobs:
             max_runs=settings.run_retention_max_per_workflow,
             interval_s=settings.run_retention_interval_seconds,
             batch=settings.run_retention_batch,
+            rest_ratio=settings.run_retention_rest_ratio,
         )
         self.scheduler_enabled = settings.scheduler_enabled
         self._tasks: list[asyncio.Task[None]] = []

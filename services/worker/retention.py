@@ -11,7 +11,8 @@ terminal statuses. Steps go with their run (foreign key cascade).
 Why it cannot stall ingest or the workers: ingest never reads PostgreSQL; each statement deletes
 at most `AUTOMATEOS_RUN_RETENTION_BATCH` (500) runs in its own short transaction, found through
 the (workflow_id, id) index (run ids are UUIDv7, so id order is age order); it gives up at once
-on a lock (`lock_timeout`) instead of queueing behind a worker, and pauses between batches.
+on a lock (`lock_timeout`) instead of queueing behind a worker, and rests twice as long as each
+batch took before the next (so it keeps at most a third of one connection busy).
 It runs in the worker supervisor, a process of its own, not in the worker processes.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -96,8 +98,12 @@ class RetentionPruner:
         interval_s: float,
         batch: int,
         pause_s: float = 0.02,
+        rest_ratio: float = 2.0,
     ) -> None:
         self.db = db
+        # After a batch that took t seconds, rest rest_ratio * t: the pruner keeps at most
+        # 1 / (1 + rest_ratio) of one connection busy, however slow the database is today.
+        self.rest_ratio = rest_ratio
         self.days = days
         self.max_runs = max_runs
         self.interval_s = interval_s
@@ -152,12 +158,13 @@ class RetentionPruner:
         """Run a bounded DELETE until it deletes less than a batch; return the rows deleted."""
         total = 0
         while True:
+            started = time.monotonic()
             async with self.db.connect() as conn:
                 deleted = await self._delete(conn, statement, params)
             total += deleted
             if deleted < self.batch:
                 return total
-            await asyncio.sleep(self.pause_s)
+            await asyncio.sleep(max(self.pause_s, (time.monotonic() - started) * self.rest_ratio))
 
     async def _delete(self, conn: AsyncConnection, statement: Any, params: dict[str, Any]) -> int:
         async with conn.begin():
