@@ -75,6 +75,10 @@ def uuid7_floor(moment: datetime) -> uuid.UUID:
     return uuid.UUID(int=(int(moment.timestamp() * 1000) << 80) | (0x7 << 76) | (0b10 << 62))
 
 
+class LeaseLost(Exception):
+    """Another replica holds the retention lease now: this pass stops."""
+
+
 @dataclass
 class PruneStats:
     """What one pass deleted."""
@@ -134,7 +138,10 @@ class RetentionPruner:
             if not workflows:
                 return stats
             for row in workflows:
-                await self._workflow(row.id, row.retention or {}, current, stats)
+                try:
+                    await self._workflow(row.id, row.retention or {}, current, stats)
+                except LeaseLost:
+                    return stats
                 if not await self.lease.hold():
                     return stats
             after = workflows[-1].id
@@ -165,6 +172,9 @@ class RetentionPruner:
             if deleted < self.batch:
                 return total
             await asyncio.sleep(max(self.pause_s, (time.monotonic() - started) * self.rest_ratio))
+            # A long drain keeps the lease, or stops when another replica has taken it over.
+            if not await self.lease.hold():
+                raise LeaseLost
 
     async def _delete(self, conn: AsyncConnection, statement: Any, params: dict[str, Any]) -> int:
         async with conn.begin():
