@@ -8,12 +8,15 @@ production they must be given, and the process refuses to start without them.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.crypto import Keyring, generate_key_entry
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/automateos"
 
@@ -62,6 +65,24 @@ class Settings(BaseSettings):
     metrics_port: int = 9100
     step_payload_max_bytes: int = 64 * 1024
 
+    # `<id>:<base64 32 bytes>`, comma-separated, newest first (shared/crypto.py).
+    encryption_keys: str = Field("", repr=False)
+
+    # Schedules run in the worker supervisors (one active through a lease); off in test
+    # stacks that share one database, so only the test that wants ticks gets them.
+    scheduler_enabled: bool = True
+    # Schedules: a tick more than this late (the scheduler was down) is skipped, not run.
+    schedule_misfire_grace_seconds: float = Field(60.0, ge=0)
+    schedule_poll_seconds: float = Field(0.2, gt=0, le=10)
+
+    # Run history retention (services/worker/retention.py); workflows may override both.
+    run_retention_days: float = Field(14, gt=0)
+    run_retention_max_per_workflow: int = Field(10_000, ge=1)
+    run_retention_interval_seconds: float = Field(60.0, gt=0)
+    run_retention_batch: int = Field(500, ge=1, le=50_000)
+    # After each batch the pruner rests this many times as long as the batch took.
+    run_retention_rest_ratio: float = Field(2.0, ge=0)
+
     @field_validator("database_url")
     @classmethod
     def _use_asyncpg(cls, value: str) -> str:
@@ -78,6 +99,14 @@ class Settings(BaseSettings):
             raise ValueError("AUTOMATEOS_MAX_BODY_BYTES must be between 1 and 10485760")
         return value
 
+    @field_validator("encryption_keys")
+    @classmethod
+    def _keys_parse(cls, value: str) -> str:
+        # Refuse to start on a malformed key rather than fail on the first credential.
+        if value.strip():
+            Keyring.parse(value)
+        return value
+
     @model_validator(mode="after")
     def _secrets_present(self) -> Settings:
         if self.env == "production":
@@ -89,8 +118,10 @@ class Settings(BaseSettings):
                 )
                 if len(value) < 32
             ]
+            if not self.encryption_keys.strip():
+                missing.append("AUTOMATEOS_ENCRYPTION_KEYS")
             if missing:
-                raise ValueError(f"production needs secrets of >= 32 characters: {missing}")
+                raise ValueError(f"production needs these secrets (>= 32 characters): {missing}")
         return self
 
     @property
@@ -106,12 +137,22 @@ class Settings(BaseSettings):
         """The key webhook tokens are derived from, generated once per data folder locally."""
         return (self.webhook_key or _local_secret(self.data_dir / "webhook-key")).encode()
 
+    def keyring(self) -> Keyring:
+        """The encryption keys; generated once per data folder in local mode.
 
-def _local_secret(path: Path) -> str:
+        Raises KeyringError when the configured value is malformed.
+        """
+        text = self.encryption_keys or _local_secret(
+            self.data_dir / "encryption-keys", generate_key_entry
+        )
+        return Keyring.parse(text)
+
+
+def _local_secret(path: Path, generate: Callable[[], str] | None = None) -> str:
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
+    value = generate() if generate else secrets.token_urlsafe(48)
     # Write-then-rename so two services starting together cannot read a half-written file.
     tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
     tmp.write_text(value)

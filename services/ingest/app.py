@@ -56,6 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis,
         InternalHookSource(workflows, settings.resolved_internal_token()).fetch,
         settings.hook_cache_seconds,
+        keyring=settings.keyring(),
     )
     store = RunStore(redis, job_packer(enqueuer), settings.dedupe_ttl_seconds)
     app.state.redis = redis

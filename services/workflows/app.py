@@ -20,6 +20,8 @@ from services.workflows.console.endpoints import router as console_router
 from services.workflows.console.endpoints import session_router as console_session_router
 from services.workflows.console.endpoints import static_files as console_static_files
 from services.workflows.console.session import AuthClient
+from services.workflows.credentials.endpoints import router as credentials_router
+from services.workflows.credentials.service import CredentialConflict, CredentialNotFound
 from services.workflows.hooks.endpoints import router as hooks_router
 from services.workflows.hooks.service import HookMirror, mirror_all_at_startup
 from services.workflows.runs.endpoints import router as runs_router
@@ -64,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.registry = load_registry()
     app.state.urls = WebhookUrls(settings.resolved_webhook_key(), settings.public_url)
     app.state.internal_token = settings.resolved_internal_token()
+    app.state.keyring = settings.keyring()
     app.state.mirror = mirror
     app.state.enqueuer = RunEnqueuer(
         redis_client, settings.queue_name, settings.job_timeout_seconds
@@ -86,8 +89,13 @@ def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:
-    what = "run" if isinstance(exc, RunNotFound) else "workflow"
+    what = {RunNotFound: "run", CredentialNotFound: "credential"}.get(type(exc), "workflow")
     return JSONResponse({"detail": f"{what} not found"}, status_code=404)
+
+
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CredentialConflict)
+    return JSONResponse({"detail": exc.message}, status_code=409)
 
 
 async def _invalid_definition(request: Request, exc: Exception) -> JSONResponse:
@@ -123,6 +131,8 @@ def create_app() -> FastAPI:
     )
     app.add_exception_handler(WorkflowNotFound, _not_found)
     app.add_exception_handler(RunNotFound, _not_found)
+    app.add_exception_handler(CredentialNotFound, _not_found)
+    app.add_exception_handler(CredentialConflict, _conflict)
     app.add_exception_handler(InvalidDefinition, _invalid_definition)
     app.add_exception_handler(RedisError, _redis_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -135,4 +145,5 @@ def create_app() -> FastAPI:
     app.include_router(console_router)
     app.include_router(console_session_router)
     app.mount("/console/static", console_static_files(), name="console-static")
+    app.include_router(credentials_router)
     return app

@@ -165,6 +165,7 @@ class TestComponents:
                 "REDIS_URL",
                 "AUTOMATEOS_INTERNAL_TOKEN",
                 "AUTOMATEOS_WEBHOOK_KEY",
+                "AUTOMATEOS_ENCRYPTION_KEYS",
             ):
                 assert required in env, (component, required)
             # None: the value lives in an existing Secret the chart does not render.
@@ -357,6 +358,10 @@ class TestSecrets:
         assert refs["DATABASE_URL"] == {"name": "automateos-db", "key": "url"}
         assert refs["REDIS_URL"] == {"name": "automateos-redis", "key": "url"}
         assert refs["AUTOMATEOS_INTERNAL_TOKEN"]["name"] == "automateos-app"
+        assert refs["AUTOMATEOS_ENCRYPTION_KEYS"] == {
+            "name": "automateos-app",
+            "key": "AUTOMATEOS_ENCRYPTION_KEYS",
+        }
         pod = manifest.component("Deployment", "auth")["spec"]["template"]["spec"]
         (keys,) = [v for v in pod["volumes"] if "secret" in v]
         assert keys["secret"]["secretName"] == "automateos-signing-keys"
@@ -376,6 +381,10 @@ class TestSecrets:
         manifest = render(helm, INGRESS)
         env = manifest.container_env("workflows")
         assert env["AUTOMATEOS_WEBHOOK_KEY"] == "ci-webhook-key-0123456789abcdefghijklmnopqrstu"
+        assert (
+            env["AUTOMATEOS_ENCRYPTION_KEYS"]
+            == "ci2026:Y2ktdGhyb3dhd2F5LWVuY3J5cHRpb24ta2V5LTAxMjM="
+        )
         assert env["DATABASE_URL"].startswith("postgresql://automateos:secret@db.example.internal")
 
 

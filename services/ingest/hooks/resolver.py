@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import httpx
 from redis.exceptions import RedisError
@@ -27,7 +28,8 @@ from redis.exceptions import RedisError
 from services.ingest.hooks.payload import ALWAYS_REDACTED
 from services.ingest.hooks.signatures import Verifier, build_verifier
 from services.ingest.leanredis import LeanRedis
-from shared.hooks import HookRecord, decode_record, hook_key, token_hash
+from shared.crypto import DecryptionFailed, Keyring, hook_secret_context, is_sealed
+from shared.hooks import HookRecord, SignatureConfig, decode_record, hook_key, token_hash
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,25 @@ class Hook:
     dedupe_prefix: str
 
 
-def compile_record(record: HookRecord) -> Hook | None:
+def _opened(signature: SignatureConfig | None, workflow_id: str, keyring: Keyring | None) -> Any:
+    # The secret travels sealed (PostgreSQL, Redis, the internal API) and is opened only here,
+    # into this process's memory; a legacy plaintext record (before the upgrade) still works.
+    if not signature or not is_sealed(signature.get("secret")):
+        return signature
+    if keyring is None:
+        return {**signature, "secret": ""}
+    try:
+        secret = keyring.open(signature["secret"], hook_secret_context(workflow_id)).decode()
+    except DecryptionFailed as exc:
+        log.warning(
+            "webhook secret cannot be decrypted: %s", exc, extra={"workflow_id": workflow_id}
+        )
+        secret = ""
+    # An empty secret makes a verifier that rejects every delivery (fails closed).
+    return {**signature, "secret": secret}
+
+
+def compile_record(record: HookRecord, keyring: Keyring | None = None) -> Hook | None:
     """The `Hook` for a routing record, or None if the record is malformed."""
     workflow_id = record.get("workflow_id")
     owner_id = record.get("owner_id")
@@ -66,7 +86,7 @@ def compile_record(record: HookRecord) -> Hook | None:
         return None
     if not isinstance(version, int) or isinstance(version, bool):
         return None
-    verifier = build_verifier(record.get("signature"))
+    verifier = build_verifier(_opened(record.get("signature"), workflow_id, keyring))
     redacted = ALWAYS_REDACTED | verifier.secret_headers if verifier else ALWAYS_REDACTED
     return Hook(
         workflow_id=workflow_id,
@@ -119,8 +139,10 @@ class HookResolver:
         max_entries: int = 10_000,
         max_fallback_calls: int = 16,
         clock: Callable[[], float] = time.monotonic,
+        keyring: Keyring | None = None,
     ) -> None:
         self._redis = redis
+        self._keyring = keyring
         self._fallback = fallback
         self._ttl = ttl_s
         self._max_entries = max_entries
@@ -167,14 +189,14 @@ class HookResolver:
             # Without Redis we could not enqueue anyway: fail fast instead of asking workflows.
             raise HookLookupFailed(f"redis unavailable: {exc!r}") from exc
         record = decode_record(raw) if raw is not None else None
-        hook = compile_record(record) if record is not None else None
+        hook = compile_record(record, self._keyring) if record is not None else None
         if hook is None:
             if record is not None:
                 log.warning("malformed routing record in redis; asking the workflows service")
             async with self._fallback_slots:
                 record = await self._fallback(hashed)
             if record is not None:
-                hook = compile_record(record)
+                hook = compile_record(record, self._keyring)
                 if hook is None:
                     raise HookLookupFailed("workflows service sent a malformed routing record")
         self._store(token, hook, read_at)

@@ -48,6 +48,11 @@ def _redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def _is_placeholder(value: Any) -> bool:
+    # "[credential <name>]" stands where a credential was used and names no secret itself.
+    return isinstance(value, str) and value.startswith("[credential ") and value.endswith("]")
+
+
 def redact(value: Any, secret_keys: Collection[str] = ()) -> Any:
     """Return a copy of `value` with credentials replaced by "[redacted]".
 
@@ -60,7 +65,8 @@ def redact(value: Any, secret_keys: Collection[str] = ()) -> Any:
     if isinstance(value, Mapping):
         return {
             key: REDACTED
-            if key in secret_keys or (isinstance(key, str) and SENSITIVE_KEY.search(key))
+            if (key in secret_keys or (isinstance(key, str) and SENSITIVE_KEY.search(key)))
+            and not _is_placeholder(item)
             else redact(item)
             for key, item in value.items()
         }

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
+from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.records import encode_json, record_payload
 from services.worker.engine.steps import (
     FAILED,
@@ -120,6 +121,7 @@ class NodeRunner:
         public_url: str = "",
         resume_key: bytes = b"",
         park_after_s: float = 5.0,
+        credentials: CredentialVault | None = None,
     ) -> None:
         self.registry = registry
         self.public_url = public_url
@@ -130,6 +132,7 @@ class NodeRunner:
             max_retry_wait_s=max_retry_wait_s,
             engine_loop=engine_loop,
             park_after_s=park_after_s,
+            credentials=credentials,
         )
 
     def context(self, run: RunIdentity, trigger: Mapping[str, Any]) -> dict[str, Any]:

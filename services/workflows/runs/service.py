@@ -221,6 +221,8 @@ def job_for(run: WorkflowRun, traceparent: str | None) -> RunJob:
         "method": run.trigger.get("method") or "POST",
         "received_at": run.trigger.get("received_at") or run.accepted_at.isoformat(),
     }
+    if run.trigger.get("scheduled_at"):  # a retry of a scheduled run keeps its tick
+        trigger["scheduled_at"] = run.trigger["scheduled_at"]
     return {
         "run_id": str(run.id),
         "workflow_id": str(run.workflow_id),

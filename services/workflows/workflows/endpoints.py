@@ -13,7 +13,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from services.workflows.cursors import InvalidCursor, decode_cursor, encode_cursor, invalid_cursor
-from services.workflows.deps import MirrorDep, RegistryDep, SessionDep, UrlsDep, WorkflowId
+from services.workflows.deps import (
+    KeyringDep,
+    MirrorDep,
+    RegistryDep,
+    SessionDep,
+    UrlsDep,
+    WorkflowId,
+)
 from services.workflows.workflows import service
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.schemas import (
@@ -68,9 +75,10 @@ async def create_workflow(
     registry: RegistryDep,
     mirror: MirrorDep,
     urls: UrlsDep,
+    keyring: KeyringDep,
     response: Response,
 ) -> WorkflowOut:
-    workflow = await service.create(session, registry, urls, user_id, body)
+    workflow = await service.create(session, registry, urls, keyring, user_id, body)
     await session.commit()
     await mirror.publish_after_commit(workflow)
     response.headers["Location"] = f"/workflows/{workflow.id}"
@@ -106,9 +114,10 @@ async def replace_workflow(
     registry: RegistryDep,
     mirror: MirrorDep,
     urls: UrlsDep,
+    keyring: KeyringDep,
 ) -> WorkflowOut:
     """Replace the whole definition; every change is a new version."""
-    workflow = await service.replace(session, registry, mirror, user_id, workflow_id, body)
+    workflow = await service.replace(session, registry, mirror, keyring, user_id, workflow_id, body)
     await session.commit()
     await mirror.publish_after_commit(workflow)
     return service.present(workflow, urls)
@@ -123,9 +132,10 @@ async def patch_workflow(
     registry: RegistryDep,
     mirror: MirrorDep,
     urls: UrlsDep,
+    keyring: KeyringDep,
 ) -> WorkflowOut:
     """Change the fields present in the body; every change is a new version."""
-    workflow = await service.patch(session, registry, mirror, user_id, workflow_id, body)
+    workflow = await service.patch(session, registry, mirror, keyring, user_id, workflow_id, body)
     await session.commit()
     await mirror.publish_after_commit(workflow)
     return service.present(workflow, urls)

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from shared import schedules
+
 SignatureScheme = Literal["github", "standard-webhooks", "hmac-sha256"]
 DEFAULT_HMAC_HEADER = "X-Signature-256"
 STANDARD_WEBHOOKS_PREFIX = "whsec_"
@@ -64,10 +66,48 @@ class SignatureIn(BaseModel):
 
 
 class TriggerIn(BaseModel):
+    """A webhook (optionally signed) or a schedule: `cron` (+ `timezone`, default UTC) or
+    `every` ("30s", "5m", "1h"). Every workflow keeps its webhook URL either way."""
+
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["webhook"] = "webhook"
+    type: Literal["webhook", "schedule"] = "webhook"
     signature: SignatureIn | None = None
+    cron: Annotated[str, StringConstraints(max_length=200)] | None = None
+    timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    every: Annotated[str, StringConstraints(max_length=32)] | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_type(self) -> TriggerIn:
+        clock = [name for name in ("cron", "timezone", "every") if getattr(self, name) is not None]
+        if self.type == "webhook":
+            if clock:
+                raise ValueError(f"{clock} apply to schedule triggers only")
+            return self
+        if self.signature is not None:
+            raise ValueError("'signature' applies to webhook triggers only")
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("a schedule takes exactly one of 'cron' or 'every'")
+        if self.cron is not None:
+            schedules.check_cron(self.cron)
+            schedules.zone(self.timezone or "UTC")
+        else:
+            if self.timezone is not None:
+                raise ValueError("'timezone' applies to 'cron' schedules only")
+            schedules.parse_every(self.every or "")
+        return self
+
+
+class RetentionIn(BaseModel):
+    """This workflow's run history retention; an omitted field takes the deployment default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: Annotated[float, Field(gt=0, le=36500)] | None = None
+    max_runs: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    # "failed": the steps (inputs, outputs) of runs that did not fail are deleted soon after
+    # they finish; the runs themselves stay, as summaries.
+    keep_details: Literal["all", "failed"] = "all"
 
 
 class WorkflowIn(BaseModel):
@@ -82,6 +122,7 @@ class WorkflowIn(BaseModel):
     # Entries are checked against the node registry by the service (422 naming node and field).
     nodes: list[Any]
     trigger: TriggerIn | None = None
+    retention: RetentionIn | None = None
 
 
 class WorkflowPatch(BaseModel):
@@ -95,6 +136,8 @@ class WorkflowPatch(BaseModel):
     nodes: list[Any] | None = None
     # `null` resets the trigger to an unsigned webhook; an object replaces it as a whole.
     trigger: TriggerIn | None = None
+    # `null` returns to the deployment's defaults.
+    retention: RetentionIn | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> WorkflowPatch:
@@ -115,6 +158,13 @@ class TriggerOut(BaseModel):
     signature: SignatureOut | None = None
 
 
+class ScheduleTriggerOut(BaseModel):
+    type: Literal["schedule"] = "schedule"
+    cron: str | None = None
+    timezone: str | None = None
+    every: str | None = None
+
+
 class WorkflowOut(BaseModel):
     id: uuid.UUID
     name: str
@@ -122,8 +172,11 @@ class WorkflowOut(BaseModel):
     active: bool
     version: int
     nodes: list[dict[str, Any]]
-    trigger: TriggerOut
+    trigger: TriggerOut | ScheduleTriggerOut
+    retention: RetentionIn
     webhook_url: str
+    # The next tick of an active schedule trigger, else null.
+    next_run_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

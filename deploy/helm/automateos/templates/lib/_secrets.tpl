@@ -2,7 +2,8 @@
 Secret values the chart owns. Empty values are generated once and kept across upgrades by looking
 up the Secret this release created. The result is memoised in .Values so every template of one
 render (the Secret, the hook Secret, the checksum annotations) sees the same generated values.
-Returns YAML: databaseUrl, redisUrl, internalToken, webhookKey, postgresPassword, signingKeys.
+Returns YAML: databaseUrl, redisUrl, internalToken, webhookKey, encryptionKeys, postgresPassword,
+signingKeys.
 */}}
 {{- define "automateos.secretValues" -}}
 {{- if not (hasKey .Values "__automateosSecretValues") -}}
@@ -25,6 +26,8 @@ Returns YAML: databaseUrl, redisUrl, internalToken, webhookKey, postgresPassword
 {{- end -}}
 {{- $_ := set $v "internalToken" (.Values.secrets.internalToken | default (get $existing "AUTOMATEOS_INTERNAL_TOKEN" | b64dec) | default (randAlphaNum 48)) -}}
 {{- $_ := set $v "webhookKey" (.Values.secrets.webhookKey | default (get $existing "AUTOMATEOS_WEBHOOK_KEY" | b64dec) | default (randAlphaNum 48)) -}}
+{{/* One AES-256 key, "<id>:<base64 of 32 bytes>"; rotation adds keys in front (docs/credentials.md). */}}
+{{- $_ := set $v "encryptionKeys" (.Values.secrets.encryptionKeys | default (get $existing "AUTOMATEOS_ENCRYPTION_KEYS" | b64dec) | default (printf "k%s:%s" (now | date "20060102") (randBytes 32))) -}}
 {{- $keys := dict -}}
 {{- if .Values.signingKeys.keys -}}
 {{- range $kid, $pem := .Values.signingKeys.keys -}}
@@ -96,13 +99,23 @@ values come from the migration hook's own Secret, which exists before the releas
   key: AUTOMATEOS_WEBHOOK_KEY
   owned: true
   {{- end }}
+- env: AUTOMATEOS_ENCRYPTION_KEYS
+  {{- if $sec.existingSecret }}
+  secret: {{ $sec.existingSecret }}
+  key: {{ $sec.encryptionKeysKey }}
+  owned: false
+  {{- else }}
+  secret: {{ $own }}
+  key: AUTOMATEOS_ENCRYPTION_KEYS
+  owned: true
+  {{- end }}
 {{- end -}}
 
 {{/* data: of the chart-owned Secret (base64), only the entries not taken from existing Secrets. */}}
 {{- define "automateos.ownedSecretData" -}}
 {{- $ctx := .ctx -}}
 {{- $values := include "automateos.secretValues" $ctx | fromYaml -}}
-{{- $byEnv := dict "DATABASE_URL" $values.databaseUrl "REDIS_URL" $values.redisUrl "AUTOMATEOS_INTERNAL_TOKEN" $values.internalToken "AUTOMATEOS_WEBHOOK_KEY" $values.webhookKey -}}
+{{- $byEnv := dict "DATABASE_URL" $values.databaseUrl "REDIS_URL" $values.redisUrl "AUTOMATEOS_INTERNAL_TOKEN" $values.internalToken "AUTOMATEOS_WEBHOOK_KEY" $values.webhookKey "AUTOMATEOS_ENCRYPTION_KEYS" $values.encryptionKeys -}}
 {{- range (include "automateos.secretRefs" (dict "ctx" $ctx "hook" false) | fromYamlArray) }}
 {{- if .owned }}
 {{ .key }}: {{ get $byEnv .env | b64enc }}
