@@ -30,6 +30,15 @@ ALWAYS_REDACTED = frozenset(
 )
 
 
+# Senders' delivery ids, in order of preference when the workflow verifies no signature (an
+# explicit Idempotency-Key wins); a signature scheme puts its own delivery id first (resolver.py).
+IDEMPOTENCY_HEADERS = (
+    ("idempotency-key", "Idempotency-Key"),
+    ("webhook-id", "webhook-id"),
+    ("x-github-delivery", "X-GitHub-Delivery"),
+)
+
+
 class MalformedRequest(ValueError):
     """The request cannot become a trigger; the message is the 400's detail."""
 

@@ -24,7 +24,7 @@ from functools import partial
 import httpx
 from redis.exceptions import RedisError
 
-from services.ingest.hooks.payload import ALWAYS_REDACTED
+from services.ingest.hooks.payload import ALWAYS_REDACTED, IDEMPOTENCY_HEADERS
 from services.ingest.hooks.signatures import Verifier, build_verifier
 from services.ingest.leanredis import LeanRedis
 from shared.hooks import HookRecord, decode_record, hook_key, token_hash
@@ -55,6 +55,8 @@ class Hook:
     verifier: Verifier | None
     redacted_headers: frozenset[str]
     dedupe_prefix: str
+    # (lower-case name, display name) of the headers whose value is the dedupe key, in order.
+    idempotency_headers: tuple[tuple[str, str], ...] = IDEMPOTENCY_HEADERS
 
 
 def compile_record(record: HookRecord) -> Hook | None:
@@ -77,7 +79,18 @@ def compile_record(record: HookRecord) -> Hook | None:
         verifier=verifier,
         redacted_headers=redacted,
         dedupe_prefix=f"{DEDUPE_KEY_PREFIX}{workflow_id}:",
+        idempotency_headers=_key_order(verifier),
     )
+
+
+def _key_order(verifier: Verifier | None) -> tuple[tuple[str, str], ...]:
+    """The signature scheme's delivery id first: a replayed delivery keeps its signed id, but
+    anyone can add a fresh `Idempotency-Key` to it."""
+    delivery = verifier.delivery_header if verifier is not None else None
+    if delivery is None:
+        return IDEMPOTENCY_HEADERS
+    first = [pair for pair in IDEMPOTENCY_HEADERS if pair[0] == delivery]
+    return (*first, *(pair for pair in IDEMPOTENCY_HEADERS if pair[0] != delivery))
 
 
 class InternalHookSource:
