@@ -84,7 +84,7 @@ def check_json(raw: bytes) -> str | None:
 def _is_json(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
+            media: bytes = value.split(b";", 1)[0].strip().lower()
             return media == b"application/json" or media.endswith(b"+json")
     return True  # FastAPI parses a body without a content type as JSON too
 
