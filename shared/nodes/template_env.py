@@ -37,7 +37,6 @@ from shared.nodes.template_limits import (
     TemplateLimit,
     charge,
     check_int_bits,
-    check_value,
     measure,
     printf_bound,
     spec_bound,
@@ -136,7 +135,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
     def _finalize(context: Context, value: Any) -> Any:
         # Inside a larger string, a missing value reads better as nothing than as "None", and
         # objects as JSON (what users paste into URLs and bodies) rather than Python reprs.
-        check_value(value, "output")
+        charge(len(value) + 2 if type(value) is str else measure(value), "output")
         if value is None:
             return ""
         if isinstance(value, dict | list):
