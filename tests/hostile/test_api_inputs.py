@@ -134,3 +134,12 @@ class TestNotStorableNumbers:
         path = f"/workflows/{workflow['id']}/run"
         body = b"[" * 100_000 + b"]" * 100_000
         _assert_422(api.post(path, content=body, headers=JSON), "nested too deeply")
+
+
+class TestRegularExpressions:
+    def test_pattern_re2_cannot_run_is_422_with_its_reason(self, api: httpx.Client) -> None:
+        condition = {"left": "{{ trigger.body.s }}", "op": "matches", "right": r"^(a+)\1$"}
+        nodes = [{"id": "only", "type": "filter", "params": {"all": [condition]}}]
+        response = api.post("/workflows", json={"name": "redos", "nodes": nodes})
+        _assert_422(response, "invalid escape sequence")
+        assert response.json()["detail"][0]["loc"][:3] == ["body", "nodes", "only"]
