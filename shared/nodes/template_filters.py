@@ -236,13 +236,6 @@ def _to_bytes(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
     return _count(_arg(args, kwargs, 0, "length", 1))
 
 
-def _method_scaled(factor: int) -> Bound:
-    def bound(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
-        return measure(owner) * factor
-
-    return bound
-
-
 def _int_method(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
     check_int_bits(owner.bit_length() if isinstance(owner, int) else 64, "integer method")
     return ITERATION_COST
@@ -261,7 +254,7 @@ METHOD_BOUNDS: dict[str, Bound] = {
     "to_bytes": _to_bytes,
     **dict.fromkeys(
         ["upper", "lower", "title", "capitalize", "casefold", "swapcase", "encode", "hex"],
-        _method_scaled(4),
+        _scaled(4),
     ),
     **dict.fromkeys(
         [
@@ -281,7 +274,7 @@ METHOD_BOUNDS: dict[str, Bound] = {
             "values",
             "items",
         ],
-        _method_scaled(8),
+        _scaled(8),
     ),
     **dict.fromkeys(
         [

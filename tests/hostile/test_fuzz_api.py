@@ -14,13 +14,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import ApiUser
-from tests.fixtures.stack import Stack
+from scripts.localinfra import free_port, stop_process
+from tests.conftest import ApiUser, register_user
+from tests.fixtures.stack import ServiceProcess, Stack, start_service, wait_ready
 
 # Per operation and pass; the coverage phase adds its boundary values on top. This keeps the
 # sweep near a minute and a half on the 2-core CI machine; AUTOMATEOS_FUZZ_EXAMPLES=200 (say)
@@ -37,23 +38,40 @@ def _schemathesis() -> str:
     return path
 
 
-def _sweep(stack: Stack, service: str, user: ApiUser, folder: Path, *extra: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    config = folder / "schemathesis.toml"
-    config.write_text(GENERATION)
-    _run(stack, service, user, folder, config, *extra)
+@pytest.fixture(scope="module")
+def fuzzed_auth(stack: Stack, stack_dir: Path) -> Iterator[ServiceProcess]:
+    """An auth process of its own for the sweep: hundreds of failed logins would otherwise lock
+    every later test's logins out of the session's auth (its limiter counts per client)."""
+    port = free_port()
+    redis_url = stack.env["REDIS_URL"].rsplit("/", 1)[0] + "/1"  # its own limiter counters
+    env = {**stack.env, "REDIS_URL": redis_url, "AUTOMATEOS_LOGIN_MAX_FAILURES": "1000000"}
+    log_dir = stack_dir / f"fuzzed-auth-{port}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    service = start_service("auth", ["--port", str(port)], port, env, log_dir)
+    try:
+        wait_ready(service)
+        yield service
+    finally:
+        stop_process(service.proc, timeout=20)
 
 
 def _run(
-    stack: Stack, service: str, user: ApiUser, folder: Path, config: Path, *extra: str
+    target: ServiceProcess,
+    user: ApiUser,
+    folder: Path,
+    *extra: str,
+    parameters: dict[str, str] | None = None,
 ) -> None:
+    config = folder / "schemathesis.toml"
+    fixed = "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in (parameters or {}).items())
+    config.write_text(GENERATION + (f"[parameters]\n{fixed}" if fixed else ""))
     done = subprocess.run(
         [
             _schemathesis(),
             "--config-file",
             str(config),
             "run",
-            f"{stack.url(service)}/openapi.json",
+            f"{target.url}/openapi.json",
             "--checks",
             "not_a_server_error",
             "--phases",
@@ -86,18 +104,25 @@ def _run(
         check=False,
         cwd=folder,  # its .hypothesis and .schemathesis caches stay out of the checkout
     )
-    log = stack.services[service].log_tail(60)
-    assert done.returncode == 0, f"{done.stdout[-10000:]}\n--- {service} log ---\n{log}"
+    log = target.log_tail(60)
+    assert done.returncode == 0, f"{done.stdout[-10000:]}\n--- {target.name} log ---\n{log}"
 
 
-@pytest.mark.parametrize("service", ["auth", "workflows", "ingest"])
+def test_no_input_to_auth_is_a_server_error(
+    fuzzed_auth: ServiceProcess, stack: Stack, user: ApiUser, tmp_path: Path
+) -> None:
+    _run(fuzzed_auth, user, tmp_path)
+    register_user(stack)  # the session's auth still lets the other tests log in
+
+
+@pytest.mark.parametrize("service", ["workflows", "ingest"])
 def test_no_input_is_a_server_error(
     service: str, stack: Stack, user: ApiUser, tmp_path: Path
 ) -> None:
-    _sweep(stack, service, user, tmp_path)
+    _run(stack.services[service], user, tmp_path)
 
 
-def _real_ids(user: ApiUser) -> dict[str, Any]:
+def _real_ids(user: ApiUser) -> dict[str, str]:
     nodes = [{"id": "note", "type": "log", "params": {"message": "{{ trigger.body }}"}}]
     with user.client("workflows") as api:
         workflow = api.post("/workflows", json={"name": "fuzzed", "nodes": nodes}).json()
@@ -108,9 +133,7 @@ def _real_ids(user: ApiUser) -> dict[str, Any]:
 def test_no_input_to_a_real_workflow_is_a_server_error(
     stack: Stack, user: ApiUser, tmp_path: Path
 ) -> None:
-    config = tmp_path / "schemathesis.toml"
-    parameters = "\n".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in _real_ids(user).items())
-    config.write_text(f"{GENERATION}[parameters]\n{parameters}\n")
     # DELETE would take the workflow away from every operation after it; the random pass above
     # covers DELETE.
-    _run(stack, "workflows", user, tmp_path, config, "--exclude-method", "DELETE")
+    workflows = stack.services["workflows"]
+    _run(workflows, user, tmp_path, "--exclude-method", "DELETE", parameters=_real_ids(user))
