@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ApiUser
+from tests.conftest import register_user
 from tests.fixtures.stack import Stack
 
 JSON = {"content-type": "application/json"}
@@ -32,19 +32,21 @@ def _no_keepalive(base_url: str, headers: dict[str, str] | None = None) -> httpx
     return httpx.Client(base_url=base_url, headers=headers, timeout=10, limits=limits)
 
 
-@pytest.fixture
-def api(user: ApiUser) -> Iterator[httpx.Client]:
-    with _no_keepalive(user.stack.url("workflows"), user.headers) as client:
+# One user for the module: registering costs an argon2 hash, and no test here changes the user.
+@pytest.fixture(scope="module")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    user = register_user(stack)
+    with _no_keepalive(stack.url("workflows"), user.headers) as client:
         yield client
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def auth(stack: Stack) -> Iterator[httpx.Client]:
     with _no_keepalive(stack.url("auth")) as client:
         yield client
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def workflow(api: httpx.Client) -> dict[str, Any]:
     created = api.post("/workflows", json={"name": "target", "nodes": LOG_NODES})
     assert created.status_code == 201, created.text
