@@ -27,6 +27,8 @@ from tests.fixtures.stack import ServiceProcess, Stack, start_service, wait_read
 # sweep near a minute and a half on the 2-core CI machine; AUTOMATEOS_FUZZ_EXAMPLES=200 (say)
 # runs a deeper one locally.
 EXAMPLES = int(os.environ.get("AUTOMATEOS_FUZZ_EXAMPLES", "10"))
+# AUTOMATEOS_FUZZ_PHASES=examples,coverage,fuzzing,stateful adds sequences of calls (slower).
+PHASES = os.environ.get("AUTOMATEOS_FUZZ_PHASES", "examples,coverage,fuzzing")
 SEED = 20261129
 # NUL characters in generated strings: PostgreSQL refuses them, so they are what finds 500s.
 GENERATION = "[generation]\nallow-x00 = true\n\n"
@@ -75,7 +77,7 @@ def _run(
             "--checks",
             "not_a_server_error",
             "--phases",
-            "examples,coverage,fuzzing",
+            PHASES,
             "--max-examples",
             str(EXAMPLES),
             "--seed",
