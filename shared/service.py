@@ -17,6 +17,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.jsonbody import StrictJSONMiddleware
+from shared.settings import get_settings
+
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[object]]
@@ -111,6 +114,8 @@ def build_app(
         log.exception("unhandled error", extra={"path_template": _template(request)})
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
+    # NaN, NUL and 65-bit integers are 422s here rather than 500s in PostgreSQL or the worker.
+    app.add_middleware(StrictJSONMiddleware, max_bytes=get_settings().max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, service=service)
     return app
 

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from redis.exceptions import RedisError
 
-from services.ingest.hooks.payload import ALWAYS_REDACTED
+from services.ingest.hooks.payload import ALWAYS_REDACTED, IDEMPOTENCY_HEADERS
 from services.ingest.hooks.signatures import Verifier, build_verifier
 from services.ingest.leanredis import LeanRedis
 from shared.crypto import DecryptionFailed, Keyring, hook_secret_context, is_sealed
@@ -57,6 +57,8 @@ class Hook:
     verifier: Verifier | None
     redacted_headers: frozenset[str]
     dedupe_prefix: str
+    # (lower-case name, display name) of the headers whose value is the dedupe key, in order.
+    idempotency_headers: tuple[tuple[str, str], ...] = IDEMPOTENCY_HEADERS
 
 
 def _opened(signature: SignatureConfig | None, workflow_id: str, keyring: Keyring | None) -> Any:
@@ -97,7 +99,18 @@ def compile_record(record: HookRecord, keyring: Keyring | None = None) -> Hook |
         verifier=verifier,
         redacted_headers=redacted,
         dedupe_prefix=f"{DEDUPE_KEY_PREFIX}{workflow_id}:",
+        idempotency_headers=_key_order(verifier),
     )
+
+
+def _key_order(verifier: Verifier | None) -> tuple[tuple[str, str], ...]:
+    """The signature scheme's delivery id first: a replayed delivery keeps its signed id, but
+    anyone can add a fresh `Idempotency-Key` to it."""
+    delivery = verifier.delivery_header if verifier is not None else None
+    if delivery is None:
+        return IDEMPOTENCY_HEADERS
+    first = [pair for pair in IDEMPOTENCY_HEADERS if pair[0] == delivery]
+    return (*first, *(pair for pair in IDEMPOTENCY_HEADERS if pair[0] != delivery))
 
 
 class InternalHookSource:
