@@ -50,12 +50,29 @@ class Settings(BaseSettings):
     jwt_audience: str = "automateos"
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 14 * 24 * 3600
+    # Failed logins per (account, client) and per client within the lockout window.
     login_max_failures: int = 5
+    login_max_failures_per_client: int = 20
     login_lockout_seconds: int = 900
+    # argon2 hashes at once per auth process (each holds 19 MiB), and how long a login waits
+    # for one before it is answered 503 with Retry-After.
+    password_hash_concurrency: int = Field(4, ge=1)
+    password_hash_queue_seconds: float = Field(2.0, gt=0)
+    # Comma-separated addresses/CIDRs of the proxies (the Ingress controller) whose
+    # X-Forwarded-For names the client; empty: the peer address is the client.
+    trusted_proxies: str = ""
+
+    # Every HTTP service (shared/http_protocol.py): a request's line and headers, how many
+    # header fields, and how long a client may take to send the head and then the body.
+    http_max_header_bytes: int = Field(32 * 1024, ge=1024)
+    http_max_headers: int = Field(100, ge=10)
+    http_head_timeout_seconds: float = Field(10.0, gt=0)
+    http_body_timeout_seconds: float = Field(30.0, gt=0)
 
     queue_name: str = "automateos"
     job_timeout_seconds: int = 900
-    max_body_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = 10 * 1024 * 1024  # webhooks and manual runs
+    api_max_body_bytes: int = Field(1024 * 1024, ge=1024)  # workflow definitions, credentials
     dedupe_ttl_seconds: int = 7 * 24 * 3600
     hook_cache_seconds: float = 0.5
     egress_allowlist: str = ""

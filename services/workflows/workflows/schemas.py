@@ -22,6 +22,11 @@ STANDARD_WEBHOOKS_PREFIX = "whsec_"
 # An HTTP field name (RFC 9110 token), so ingest can look the header up as given.
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
+# Nodes per workflow: a run records a step per node, and a definition is validated node by node
+# at every save; 200 is far beyond what a readable workflow has.
+MAX_NODES = 200
+Nodes = Annotated[list[Any], Field(max_length=MAX_NODES)]
+
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(max_length=2000)]
 
@@ -80,7 +85,7 @@ class WorkflowIn(BaseModel):
     active: bool = True
     # Required, even when empty: a PUT that forgot `nodes` must not wipe the definition.
     # Entries are checked against the node registry by the service (422 naming node and field).
-    nodes: list[Any]
+    nodes: Nodes
     trigger: TriggerIn | None = None
 
 
@@ -92,7 +97,7 @@ class WorkflowPatch(BaseModel):
     name: Name | None = None
     description: Description | None = None
     active: bool | None = None
-    nodes: list[Any] | None = None
+    nodes: Nodes | None = None
     # `null` resets the trigger to an unsigned webhook; an object replaces it as a whole.
     trigger: TriggerIn | None = None
 
