@@ -42,3 +42,16 @@ class TestRecordPayload:
         assert marker["size"] == len(orjson.dumps({"blob": "é" * 2000}))
         assert marker["preview"].startswith('{"blob":"éé')
         assert len(marker["preview"].encode()) <= 100
+
+
+class TestSignatureHeaders:
+    def test_webhook_signatures_are_redacted_like_credentials(self) -> None:
+        headers = {
+            "x-shopify-hmac-sha256": "1",
+            "x-hub-signature-256": "2",
+            "webhook-signature": "3",
+            "x-square-hmacsha256-signature": "4",
+            "ocp-apim-subscription-key": "5",
+            "x-request-id": "6",
+        }
+        assert redact(headers) == {**{name: REDACTED for name in headers}, "x-request-id": "6"}
