@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/automateos"
@@ -95,33 +95,32 @@ class Settings(BaseSettings):
             raise ValueError("AUTOMATEOS_MAX_BODY_BYTES must be between 1 and 10485760")
         return value
 
-    @model_validator(mode="after")
-    def _secrets_present(self) -> Settings:
-        if self.env == "production":
-            missing = [
-                name
-                for name, value in (
-                    ("AUTOMATEOS_INTERNAL_TOKEN", self.internal_token),
-                    ("AUTOMATEOS_WEBHOOK_KEY", self.webhook_key),
-                )
-                if len(value) < 32
-            ]
-            if missing:
-                raise ValueError(f"production needs secrets of >= 32 characters: {missing}")
-        return self
-
     @property
     def keys_dir(self) -> Path:
         """Folder of the Ed25519 signing keys (PEM files; file stem = key id)."""
         return self.signing_keys_dir or self.data_dir / "keys"
 
     def resolved_internal_token(self) -> str:
-        """The service-to-service secret, generated once per data folder in local mode."""
-        return self.internal_token or _local_secret(self.data_dir / "internal-token")
+        """The service-to-service secret, generated once per data folder in local mode.
+
+        Only the processes that use it ask (workflows, ingest), so only they need it: in
+        production they refuse to start without one of at least 32 characters.
+        """
+        return self._production_secret("AUTOMATEOS_INTERNAL_TOKEN", self.internal_token) or (
+            _local_secret(self.data_dir / "internal-token")
+        )
 
     def resolved_webhook_key(self) -> bytes:
         """The key webhook tokens are derived from, generated once per data folder locally."""
-        return (self.webhook_key or _local_secret(self.data_dir / "webhook-key")).encode()
+        key = self._production_secret("AUTOMATEOS_WEBHOOK_KEY", self.webhook_key) or (
+            _local_secret(self.data_dir / "webhook-key")
+        )
+        return key.encode()
+
+    def _production_secret(self, name: str, value: str) -> str:
+        if self.env == "production" and len(value) < 32:
+            raise ValueError(f"production needs {name} of >= 32 characters")
+        return value
 
 
 def _local_secret(path: Path) -> str:
