@@ -15,12 +15,13 @@ DEV = CHART / "ci" / "dev-databases-values.yaml"
 EXISTING = CHART / "ci" / "existing-secrets-values.yaml"
 
 SECRETS = {"DATABASE_URL", "REDIS_URL", "AUTOMATEOS_INTERNAL_TOKEN", "AUTOMATEOS_WEBHOOK_KEY"}
-# What each component's code reads (grep for the settings' readers).
+# What each component's code reads (grep for the settings' readers): the webhook key derives
+# webhook URLs (workflows) and runs' resume URLs (worker: writes them; ingest: checks them).
 USES = {
     "auth": {"DATABASE_URL", "REDIS_URL"},
     "workflows": SECRETS,
-    "ingest": {"REDIS_URL", "AUTOMATEOS_INTERNAL_TOKEN"},
-    "worker": {"DATABASE_URL", "REDIS_URL"},
+    "ingest": {"REDIS_URL", "AUTOMATEOS_INTERNAL_TOKEN", "AUTOMATEOS_WEBHOOK_KEY"},
+    "worker": {"DATABASE_URL", "REDIS_URL", "AUTOMATEOS_WEBHOOK_KEY"},
 }
 POSTGRES_PEER = {"ipBlock": {"cidr": "10.20.0.0/24"}}
 REDIS_PEER = {"ipBlock": {"cidr": "10.20.1.0/24"}}

@@ -117,14 +117,15 @@ POSTGRES_PASSWORD: {{ $values.postgresPassword | b64enc }}
 {{/*
 Which secret variables each component reads (checked against the code: grep the settings'
 readers). The worker runs nodes on user data and the internet: it never gets the internal token
-or the webhook key; ingest never gets the database URL; auth neither of the two shared secrets.
+(it needs the webhook key only to derive runs' resume URLs); ingest never gets the database URL;
+auth neither of the two shared secrets.
 */}}
 {{- define "automateos.secretsUsedBy" -}}
 {{- $used := dict
   "auth" (list "DATABASE_URL" "REDIS_URL")
   "workflows" (list "DATABASE_URL" "REDIS_URL" "AUTOMATEOS_INTERNAL_TOKEN" "AUTOMATEOS_WEBHOOK_KEY")
-  "ingest" (list "REDIS_URL" "AUTOMATEOS_INTERNAL_TOKEN")
-  "worker" (list "DATABASE_URL" "REDIS_URL")
+  "ingest" (list "REDIS_URL" "AUTOMATEOS_INTERNAL_TOKEN" "AUTOMATEOS_WEBHOOK_KEY")
+  "worker" (list "DATABASE_URL" "REDIS_URL" "AUTOMATEOS_WEBHOOK_KEY")
   "migrations" (list "DATABASE_URL") -}}
 {{- toYaml (get $used .) -}}
 {{- end -}}
