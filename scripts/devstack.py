@@ -146,6 +146,7 @@ def main() -> int:
             "\nAutomateOS is up:\n"
             "  auth       http://127.0.0.1:8001  (/auth/register, /auth/login, /docs)\n"
             "  workflows  http://127.0.0.1:8002  (/workflows, /runs, /nodes, /docs)\n"
+            "  console    http://127.0.0.1:8002/console/  (log in with a registered user)\n"
             "  ingest     http://127.0.0.1:8003  (/hooks/<token>)\n"
             f"  worker     {args.workers} processes, metrics on http://127.0.0.1:{metrics_port}/metrics\n"
             "Ctrl-C stops everything.\n",

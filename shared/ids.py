@@ -21,3 +21,9 @@ def uuid7() -> uuid.UUID:
     value |= 0b10 << 62
     value |= rand & ((1 << 62) - 1)
     return uuid.UUID(int=value)
+
+
+def uuid7_floor(unix_ms: int) -> uuid.UUID:
+    """The smallest UUIDv7 of that millisecond: `id >= uuid7_floor(t)` selects ids made from t
+    on, so a time window over runs is a range scan on their primary key index."""
+    return uuid.UUID(int=((unix_ms & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (0b10 << 62))

@@ -14,7 +14,12 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.types import Scope
 
+from services.workflows.activity.endpoints import router as activity_router
 from services.workflows.catalogue.endpoints import router as catalogue_router
+from services.workflows.console.endpoints import router as console_router
+from services.workflows.console.endpoints import session_router as console_session_router
+from services.workflows.console.endpoints import static_files as console_static_files
+from services.workflows.console.session import AuthClient
 from services.workflows.hooks.endpoints import router as hooks_router
 from services.workflows.hooks.service import HookMirror, mirror_all_at_startup
 from services.workflows.runs.endpoints import router as runs_router
@@ -56,6 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.jwt_issuer,
         settings.jwt_audience,
     )
+    app.state.console_auth = AuthClient(http, settings.auth_url)
     app.state.registry = load_registry()
     app.state.urls = WebhookUrls(settings.resolved_webhook_key(), settings.public_url)
     app.state.internal_token = settings.resolved_internal_token()
@@ -121,8 +127,13 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RunNotFound, _not_found)
     app.add_exception_handler(InvalidDefinition, _invalid_definition)
     app.add_exception_handler(RedisError, _redis_unavailable)
+    # Before the workflows router: /workflows/{workflow_id} would take "activity" as an id.
+    app.include_router(activity_router)
     app.include_router(workflows_router)
     app.include_router(runs_router)
     app.include_router(catalogue_router)
     app.include_router(hooks_router)
+    app.include_router(console_router)
+    app.include_router(console_session_router)
+    app.mount("/console/static", console_static_files(), name="console-static")
     return app

@@ -33,6 +33,7 @@ PUBLIC_ROUTES = {
     "/workflows": "workflows",
     "/runs": "workflows",
     "/nodes": "workflows",
+    "/console": "workflows",
     "/hooks": "ingest",
 }
 PROBE_PATHS = {"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}

@@ -17,6 +17,7 @@ from services.workflows.deps import MirrorDep, RegistryDep, SessionDep, UrlsDep,
 from services.workflows.workflows import service
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.schemas import (
+    VersionPage,
     WorkflowIn,
     WorkflowOut,
     WorkflowPage,
@@ -81,6 +82,19 @@ async def get_workflow(
     user_id: CurrentUserId, workflow_id: WorkflowId, session: SessionDep, urls: UrlsDep
 ) -> WorkflowOut:
     return service.present(await service.get(session, user_id, workflow_id), urls)
+
+
+@router.get("/workflows/{workflow_id}/versions", response_model=VersionPage)
+async def list_versions(
+    user_id: CurrentUserId,
+    workflow_id: WorkflowId,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> VersionPage:
+    """The workflow's versions (its nodes at each change), newest first; pass `next_before`
+    back as `before` for older ones."""
+    return await service.versions(session, user_id, workflow_id, limit, before)
 
 
 @router.put("/workflows/{workflow_id}", response_model=WorkflowOut)

@@ -154,3 +154,17 @@ class WorkflowOut(BaseModel):
 class WorkflowPage(BaseModel):
     items: list[WorkflowOut]
     next_cursor: str | None
+
+
+class VersionOut(BaseModel):
+    """One immutable snapshot of a workflow's nodes; runs record the version they ran."""
+
+    version: int
+    nodes: list[dict[str, Any]]
+    created_at: datetime
+
+
+class VersionPage(BaseModel):
+    items: list[VersionOut]
+    # Pass back as `before` for older versions; null on the last page.
+    next_before: int | None

@@ -20,6 +20,8 @@ from services.workflows.workflows.schemas import (
     SignatureOut,
     TriggerIn,
     TriggerOut,
+    VersionOut,
+    VersionPage,
     WorkflowIn,
     WorkflowOut,
     WorkflowPatch,
@@ -152,6 +154,24 @@ async def get(session: AsyncSession, owner_id: uuid.UUID, workflow_id: uuid.UUID
     if workflow is None:
         raise WorkflowNotFound(workflow_id)
     return workflow
+
+
+async def versions(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    limit: int,
+    before: int | None,
+) -> VersionPage:
+    """The owner's workflow's versions, newest first; WorkflowNotFound for anyone else."""
+    await get(session, owner_id, workflow_id)
+    # One extra row tells whether an older page exists without a COUNT.
+    rows = await WorkflowRepository(session).versions(workflow_id, limit + 1, before)
+    items = [
+        VersionOut(version=row.version, nodes=row.nodes, created_at=row.created_at)
+        for row in rows[:limit]
+    ]
+    return VersionPage(items=items, next_before=items[-1].version if len(rows) > limit else None)
 
 
 async def _locked(session: AsyncSession, owner_id: uuid.UUID, workflow_id: uuid.UUID) -> Workflow:

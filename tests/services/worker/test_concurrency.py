@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,25 +26,7 @@ from tests.services.worker.harness import (
     run_job,
     start_worker,
     wait_run,
-    worker_env,
 )
-
-
-@pytest.fixture
-def env(infra: Infra, tmp_path: Path) -> dict[str, str]:
-    return worker_env(
-        infra.database_url,
-        infra.redis_url,
-        tmp_path / "data",
-        AUTOMATEOS_NODE_PACKAGES="tests.services.worker.plugins",
-    )
-
-
-@pytest.fixture
-async def jobs(infra: Infra, env: dict[str, str]) -> AsyncIterator[Queue]:
-    queue = Queue(infra.redis_url, env["AUTOMATEOS_QUEUE_NAME"])
-    yield queue
-    await queue.close()
 
 
 @pytest.fixture
