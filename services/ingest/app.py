@@ -81,7 +81,12 @@ def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:
 def create_app() -> IngestApp:
     """The ingest ASGI app (uvicorn factory); the FastAPI app is its `.api`."""
     api = build_app(
-        service="ingest", title="AutomateOS ingest", lifespan=lifespan, readiness=_readiness
+        service="ingest",
+        title="AutomateOS ingest",
+        lifespan=lifespan,
+        readiness=_readiness,
+        # The FastAPI side takes resume callbacks; webhooks bypass it with their own limit.
+        max_body_bytes=callbacks.MAX_CALLBACK_BYTES,
     )
     api.include_router(callbacks.router)
     document(api)

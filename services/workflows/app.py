@@ -10,9 +10,9 @@ from contextlib import asynccontextmanager
 import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from starlette.types import Scope
 
 from services.workflows.activity.endpoints import router as activity_router
 from services.workflows.catalogue.endpoints import router as catalogue_router
@@ -28,6 +28,7 @@ from services.workflows.runs.endpoints import router as runs_router
 from services.workflows.runs.service import RunNotFound
 from services.workflows.workflows.endpoints import router as workflows_router
 from services.workflows.workflows.service import InvalidDefinition, WebhookUrls, WorkflowNotFound
+from shared.body_limit import BodyLimit
 from shared.db.engine import create_engine, session_factory
 from shared.nodes import load_registry
 from shared.queue import RunEnqueuer
@@ -111,23 +112,24 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    # FastAPI echoes each rejected value as `input`; a rejected signature secret must not come
-    # back in a response (or land in a client's logs), so no input is echoed at all.
-    detail = [
-        {key: value for key, value in error.items() if key in ("loc", "msg", "type")}
-        for error in exc.errors()
-    ]
-    return JSONResponse({"detail": detail}, status_code=422)
+def _body_limit(api_limit: int, run_limit: int) -> BodyLimit:
+    # A manual run's body is a trigger body, allowed as much as a webhook's; everything else
+    # (definitions, credentials) is far smaller.
+    def limit(scope: Scope) -> int:
+        manual_run = scope["method"] == "POST" and scope["path"].endswith("/run")
+        return run_limit if manual_run else api_limit
+
+    return limit
 
 
 def create_app() -> FastAPI:
+    settings = get_settings()
     app = build_app(
         service="workflows",
         title="AutomateOS workflows",
         lifespan=lifespan,
         readiness=_readiness,
+        max_body_bytes=_body_limit(settings.api_max_body_bytes, settings.max_body_bytes),
     )
     app.add_exception_handler(WorkflowNotFound, _not_found)
     app.add_exception_handler(RunNotFound, _not_found)
@@ -135,7 +137,6 @@ def create_app() -> FastAPI:
     app.add_exception_handler(CredentialConflict, _conflict)
     app.add_exception_handler(InvalidDefinition, _invalid_definition)
     app.add_exception_handler(RedisError, _redis_unavailable)
-    app.add_exception_handler(RequestValidationError, _validation_error)
     # Before the workflows router: /workflows/{workflow_id} would take "activity" as an id.
     app.include_router(activity_router)
     app.include_router(workflows_router)

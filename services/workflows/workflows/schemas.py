@@ -16,10 +16,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared import schedules
+from shared.secret_strength import entropy_bits, is_pattern
 
 SignatureScheme = Literal["github", "standard-webhooks", "hmac-sha256"]
 DEFAULT_HMAC_HEADER = "X-Signature-256"
 STANDARD_WEBHOOKS_PREFIX = "whsec_"
+
+# A signing key an attacker cannot brute-force offline from one signed delivery: at least 16
+# bytes, not a pattern, and not mostly one character (Shannon bits of its symbol frequencies;
+# a random 16-character hex key has ~50, `aaaaaaaaaaaaaaab` has 5).
+MIN_KEY_BYTES = 16
+MIN_KEY_ENTROPY_BITS = 32
 
 # An HTTP field name (RFC 9110 token), so ingest can look the header up as given.
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -34,6 +41,17 @@ def _decodes_as_base64(value: str) -> bool:
         return bool(base64.b64decode(value, validate=True))
     except (binascii.Error, ValueError):
         return False
+
+
+def _weak_key(key: bytes) -> str | None:
+    """Why a signing key (as ingest uses it: a whsec_ secret decoded) is too guessable."""
+    if len(key) < MIN_KEY_BYTES:
+        return f"the key must be at least {MIN_KEY_BYTES} bytes ({len(key)} given)"
+    if is_pattern(key):
+        return "the key is a repeated or sequential pattern"
+    if entropy_bits(key) < MIN_KEY_ENTROPY_BITS:
+        return "the key is made of too few distinct characters"
+    return None
 
 
 class SignatureIn(BaseModel):
@@ -56,12 +74,16 @@ class SignatureIn(BaseModel):
         # `whsec_<base64>` is the spec's form and ingest verifies with the decoded key; one that
         # does not decode would make every delivery fail. Other values are raw keys.
         secret = self.secret or ""
-        if (
-            self.scheme == "standard-webhooks"
-            and secret.startswith(STANDARD_WEBHOOKS_PREFIX)
-            and not _decodes_as_base64(secret.removeprefix(STANDARD_WEBHOOKS_PREFIX))
-        ):
-            raise ValueError("a 'whsec_' secret must be followed by valid base64")
+        key: bytes = secret.encode()
+        if self.scheme == "standard-webhooks" and secret.startswith(STANDARD_WEBHOOKS_PREFIX):
+            encoded = secret.removeprefix(STANDARD_WEBHOOKS_PREFIX)
+            if not _decodes_as_base64(encoded):
+                raise ValueError("a 'whsec_' secret must be followed by valid base64")
+            key = base64.b64decode(encoded)
+        if self.secret is not None:
+            problem = _weak_key(key)
+            if problem is not None:
+                raise ValueError(f"the signature secret is too weak: {problem}")
         return self
 
 

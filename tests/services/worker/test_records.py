@@ -75,3 +75,16 @@ class TestEncodeJson:
             inner.append([])
             inner = inner[0]
         assert encode_json(value) == b"[" * 301 + b"]" * 301
+
+
+class TestSignatureHeaders:
+    def test_webhook_signatures_are_redacted_like_credentials(self) -> None:
+        headers = {
+            "x-shopify-hmac-sha256": "1",
+            "x-hub-signature-256": "2",
+            "webhook-signature": "3",
+            "x-square-hmacsha256-signature": "4",
+            "ocp-apim-subscription-key": "5",
+            "x-request-id": "6",
+        }
+        assert redact(headers) == {**{name: REDACTED for name in headers}, "x-request-id": "6"}

@@ -116,8 +116,9 @@ values come from the migration hook's own Secret, which exists before the releas
 {{- $ctx := .ctx -}}
 {{- $values := include "automateos.secretValues" $ctx | fromYaml -}}
 {{- $byEnv := dict "DATABASE_URL" $values.databaseUrl "REDIS_URL" $values.redisUrl "AUTOMATEOS_INTERNAL_TOKEN" $values.internalToken "AUTOMATEOS_WEBHOOK_KEY" $values.webhookKey "AUTOMATEOS_ENCRYPTION_KEYS" $values.encryptionKeys -}}
+{{- $hookUses := include "automateos.secretsUsedBy" "migrations" | fromYamlArray -}}
 {{- range (include "automateos.secretRefs" (dict "ctx" $ctx "hook" false) | fromYamlArray) }}
-{{- if .owned }}
+{{- if and .owned (or (not $.hook) (has .env $hookUses)) }}
 {{ .key }}: {{ get $byEnv .env | b64enc }}
 {{- end }}
 {{- end }}
@@ -126,14 +127,34 @@ POSTGRES_PASSWORD: {{ $values.postgresPassword | b64enc }}
 {{- end }}
 {{- end -}}
 
-{{/* env entries for the secret variables: (dict "ctx" $ "hook" bool). */}}
+{{/*
+Which secret variables each component reads (checked against the code: grep the settings'
+readers). The worker runs nodes on user data and the internet: it never gets the internal token
+(it needs the webhook key only to derive runs' resume URLs); ingest never gets the database URL;
+auth neither of the two shared secrets. The encryption keys go where credentials or webhook
+secrets are sealed or opened: workflows, ingest, the worker, and the migration that seals old rows.
+*/}}
+{{- define "automateos.secretsUsedBy" -}}
+{{- $used := dict
+  "auth" (list "DATABASE_URL" "REDIS_URL")
+  "workflows" (list "DATABASE_URL" "REDIS_URL" "AUTOMATEOS_INTERNAL_TOKEN" "AUTOMATEOS_WEBHOOK_KEY" "AUTOMATEOS_ENCRYPTION_KEYS")
+  "ingest" (list "REDIS_URL" "AUTOMATEOS_INTERNAL_TOKEN" "AUTOMATEOS_WEBHOOK_KEY" "AUTOMATEOS_ENCRYPTION_KEYS")
+  "worker" (list "DATABASE_URL" "REDIS_URL" "AUTOMATEOS_WEBHOOK_KEY" "AUTOMATEOS_ENCRYPTION_KEYS")
+  "migrations" (list "DATABASE_URL" "AUTOMATEOS_ENCRYPTION_KEYS") -}}
+{{- toYaml (get $used .) -}}
+{{- end -}}
+
+{{/* env entries for the secret variables one component reads: (dict "ctx" $ "hook" bool "component" "auth"). */}}
 {{- define "automateos.secretEnv" -}}
+{{- $used := include "automateos.secretsUsedBy" .component | fromYamlArray -}}
 {{- range (include "automateos.secretRefs" . | fromYamlArray) }}
+{{- if has .env $used }}
 - name: {{ .env }}
   valueFrom:
     secretKeyRef:
       name: {{ .secret }}
       key: {{ .key }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
