@@ -36,19 +36,7 @@ class BodyLimitMiddleware:
         limit = self.limit(scope)
         declared = _content_length(scope["headers"])
         if declared is not None and declared > limit:
-            body = orjson.dumps({"detail": f"request body over {limit} bytes"})
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 413,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", b"%d" % len(body)),
-                        (b"connection", b"close"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _refuse(send, limit)
             return
         received = 0
 
@@ -61,7 +49,37 @@ class BodyLimitMiddleware:
                     raise _too_large(limit)
             return message
 
-        await self.app(scope, counted, send)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except HTTPException as exc:
+            # Raised outside FastAPI's handlers when a middleware between us and the app (the
+            # strict-JSON check) reads the body itself: answer it here.
+            if exc.status_code != 413 or started:
+                raise
+            await _refuse(send, limit)
+
+
+async def _refuse(send: Send, limit: int) -> None:
+    body = orjson.dumps({"detail": f"request body over {limit} bytes"})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
