@@ -105,14 +105,16 @@ def build_app(
     async def metrics() -> Response:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.exception_handler(Exception)
-    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
-        # Never leak internals; the log line has the traceback.
-        log.exception("unhandled error", extra={"path_template": _template(request)})
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+    app.add_exception_handler(Exception, internal_error)
 
     app.add_middleware(RequestMetricsMiddleware, service=service)
     return app
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """The 500 for an unexpected error: logged with its traceback, no internals answered."""
+    log.exception("unhandled error", extra={"path_template": _template(request)})
+    return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
 def _template(request: Request) -> str:

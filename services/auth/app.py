@@ -13,6 +13,7 @@ from services.auth.keys import KeyRing
 from services.auth.ratelimit import LoginThrottle
 from services.auth.users.endpoints import router
 from shared.db.engine import create_engine, session_factory
+from shared.db.errors import answer_outages_with_503
 from shared.readiness import database_check, redis_check
 from shared.service import ReadinessCheck, build_app
 from shared.settings import get_settings
@@ -50,4 +51,5 @@ def create_app() -> FastAPI:
         service="auth", title="AutomateOS auth", lifespan=lifespan, readiness=_readiness
     )
     app.include_router(router)
+    answer_outages_with_503(app)
     return app

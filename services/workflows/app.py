@@ -22,6 +22,7 @@ from services.workflows.runs.service import RunNotFound
 from services.workflows.workflows.endpoints import router as workflows_router
 from services.workflows.workflows.service import InvalidDefinition, WebhookUrls, WorkflowNotFound
 from shared.db.engine import create_engine, session_factory
+from shared.db.errors import answer_outages_with_503
 from shared.nodes import load_registry
 from shared.queue import RunEnqueuer
 from shared.readiness import database_check, redis_check
@@ -119,6 +120,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RunNotFound, _not_found)
     app.add_exception_handler(InvalidDefinition, _invalid_definition)
     app.add_exception_handler(RedisError, _redis_unavailable)
+    answer_outages_with_503(app)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(workflows_router)
     app.include_router(runs_router)
