@@ -203,3 +203,35 @@ def figures(scenario: str, counted: Outcome, recovery_s: float, **extra: object)
         f"{scenario}: accepted={counted.accepted} completed={counted.completed}"
         f" lost={counted.lost} duplicated={counted.duplicated} recovery_s={recovery_s:.1f}{more}"
     )
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, children first (Linux /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # The command name may hold spaces and parentheses: the fields follow the last ")".
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state != "Z":
+            parents.setdefault(int(ppid), []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found.extend(children)
+        todo.extend(children)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting to be reaped does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

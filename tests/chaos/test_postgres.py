@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.chaos.harness import Burst, Target, figures, own_stack, settle
+from tests.chaos.harness import Burst, Target, descendants, figures, own_stack, settle
 
 TOTAL = 150
 FAULT_AFTER = 50
@@ -41,22 +41,6 @@ def _probe(target: Target) -> dict[str, tuple[int, float]]:
             status = 0
         answers[name] = (status, round(time.monotonic() - began, 2))
     return answers
-
-
-def _server_pids(postmaster: int) -> list[int]:
-    """The postmaster and its children (each backend leads its own process group, so a signal
-    to the postmaster's group would miss them). Linux /proc."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue  # gone meanwhile
-            # The command name may hold spaces and parentheses: the fields follow the last ")".
-            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
-                children.append(int(entry.name))
-    return [postmaster, *children]
 
 
 def _until_serving(target: Target, deadline_s: float = 30) -> float:
@@ -121,7 +105,7 @@ class TestPostgresPaused:
             burst.wait_accepted(FAULT_AFTER)
             # The whole server (postmaster first, so it forks no one new, then every backend)
             # freezes, as on a stalled host or a lost network.
-            frozen = _server_pids(postgres.proc.pid)
+            frozen = [postgres.proc.pid, *descendants(postgres.proc.pid)]
             for pid in frozen:
                 os.kill(pid, signal.SIGSTOP)
             try:
