@@ -152,6 +152,7 @@ class Outcome:
     half_written: int  # finished runs whose steps are not exactly the workflow's nodes
     reruns: int  # accepted runs that took more than one delivery (allowed: at least once)
     statuses: dict[str, int]
+    lost_ids: frozenset[str]
 
 
 def outcome(target: Target, accepted: list[str]) -> Outcome:
@@ -182,17 +183,25 @@ def outcome(target: Target, accepted: list[str]) -> Outcome:
         half_written=len(finished - completed),
         reruns=sum(1 for i in wanted if i in by_id and by_id[i]["attempt"] > 1),
         statuses=statuses,
+        lost_ids=frozenset(wanted - finished),
     )
 
 
-def settle(target: Target, accepted: list[str], deadline_s: float) -> tuple[Outcome, float]:
-    """Wait until every accepted run is finished or the deadline; the outcome and the wait."""
+def settle(
+    target: Target, accepted: list[str], deadline_s: float, quiet_s: float | None = None
+) -> tuple[Outcome, float]:
+    """Wait until every accepted run is finished, the deadline passes, or (with `quiet_s`) no
+    run finished for that long; the outcome and the wait."""
     began = time.monotonic()
     end = began + deadline_s
+    last, changed_at = -1, began
     while True:
         counted = outcome(target, accepted)
-        if counted.lost == 0 or time.monotonic() > end:
-            return counted, time.monotonic() - began
+        now = time.monotonic()
+        if counted.lost != last:
+            last, changed_at = counted.lost, now
+        if counted.lost == 0 or now > end or (quiet_s is not None and now - changed_at > quiet_s):
+            return counted, now - began
         time.sleep(0.5)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.localinfra import port_in_use
+from scripts.localinfra import PostgresServer, port_in_use
 from tests.chaos.harness import alive, descendants
 from tests.fixtures.stack import ROOT
 
@@ -98,14 +98,32 @@ def _kill_leftovers(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@contextmanager
+def _holding(port: int, holder: str) -> Iterator[None]:
+    """Hold 127.0.0.1:port with a bare listening socket or with another PostgreSQL cluster."""
+    if holder == "socket":
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+            yield
+        return
+    with _data_dir() as folder:
+        other = PostgresServer(folder / "other", port=port, durable=False).start()
+        try:
+            yield
+        finally:
+            other.stop()
+
+
 class TestTakenPort:
-    @pytest.mark.parametrize("taken", ["postgres", "ingest"])
-    def test_it_names_the_port_and_exits_non_zero(self, taken: str) -> None:
+    @pytest.mark.parametrize(
+        ("taken", "holder"),
+        [("postgres", "socket"), ("postgres", "another cluster"), ("ingest", "socket")],
+    )
+    def test_it_names_the_port_and_exits_non_zero(self, taken: str, holder: str) -> None:
         offset = _free_offset()
         port = DEFAULT_PORTS[taken] + offset
-        with _data_dir() as data, socket.socket() as holder:
-            holder.bind(("127.0.0.1", port))
-            holder.listen()
+        with _data_dir() as data, _holding(port, holder):
             proc = _start(_devstack(), offset, data)
             try:
                 code = proc.wait(30)

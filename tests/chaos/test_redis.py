@@ -69,8 +69,10 @@ class TestRedisKilledMidBurst:
             burst = Burst(target.ingest(), target.hook, TOTAL).start()
             _, back_at = _kill_and_restart(target, burst)
             burst.join()
-            # Lost jobs never finish: a shorter wait is enough to count them.
-            counted, _ = settle(target, burst.accepted, deadline_s=20)
+            # Lost jobs never finish: once nothing has finished for a while, count them.
+            counted, _ = settle(target, burst.accepted, deadline_s=30, quiet_s=5)
+            with target.user.client("workflows") as api:
+                unknown = {api.get(f"/runs/{run_id}").status_code for run_id in counted.lost_ids}
 
         first_after = burst.first_accepted_after(back_at)
         report(
@@ -81,3 +83,5 @@ class TestRedisKilledMidBurst:
             )
         )
         assert counted.lost > 0, counted
+        # Really lost, not merely late: neither the queue nor the database knows them any more.
+        assert unknown == {404}, unknown
