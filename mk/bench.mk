@@ -9,3 +9,9 @@ bench: bench-ingest ## run every benchmark
 
 bench-ingest: $(STAMP) ## ingest vs a bare FastAPI + Redis LPUSH: req/s, p50/p99, ratio (BENCH_ARGS="--dedupe --signed")
 	$(PY) -m bench.ingest $(BENCH_ARGS)
+
+.PHONY: bench-worker
+bench: bench-worker
+
+bench-worker: $(STAMP) ## worker engine: I/O-bound and CPU-light runs/s, waits, parked runs, RSS, as ratios to --concurrency 1
+	$(PY) -m bench.worker $(BENCH_ARGS)
