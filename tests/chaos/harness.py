@@ -25,13 +25,16 @@ from tests.fixtures.database import Database
 from tests.fixtures.servers import Infra, embedded_infra
 from tests.fixtures.stack import Stack, running_stack, stack_env
 
-# A short pause, then a record: long enough that a burst leaves a backlog on the queue (what a
-# Redis without persistence loses), short enough that the backlog drains in seconds.
+# A short pause, then a record. With WORKER_SLOTS runs at once the stack finishes about 40 runs
+# a second, slower than a burst arrives: the burst leaves a backlog on the queue (what a Redis
+# without persistence loses) that still drains in seconds.
 NODES: list[dict[str, Any]] = [
-    {"id": "pause", "type": "delay", "params": {"seconds": 0.05}},
+    {"id": "pause", "type": "delay", "params": {"seconds": 0.2}},
     {"id": "shape", "type": "transform", "params": {"values": {"n": "{{ trigger.body.n }}"}}},
 ]
 EVERY_SERVICE = ("auth", "workflows", "ingest", "worker")
+WORKER_PROCESSES = 2
+WORKER_SLOTS = 4  # runs at once per worker process (--concurrency)
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -51,12 +54,15 @@ class Target:
 
 
 @contextmanager
-def own_stack(tmp_path: Path, *, durable: bool = True) -> Iterator[Target]:
-    """Servers run as `make up` runs them (durable) unless a negative control asks otherwise."""
-    with embedded_infra(durable=durable) as infra:
+def own_stack(
+    tmp_path: Path, *, durable_postgres: bool = True, durable_redis: bool = True
+) -> Iterator[Target]:
+    """Servers run as `make up` runs them (durable) unless a scenario asks otherwise."""
+    with embedded_infra(durable_postgres=durable_postgres, durable_redis=durable_redis) as infra:
         upgrade(infra.database_url)
         env = stack_env(infra.database_url, infra.redis_url, tmp_path / "data")
-        with running_stack(env, tmp_path, EVERY_SERVICE) as stack:
+        env["AUTOMATEOS_WORKER_CONCURRENCY"] = str(WORKER_SLOTS)
+        with running_stack(env, tmp_path, EVERY_SERVICE, WORKER_PROCESSES) as stack:
             user = register_user(stack)
             workflow = create_workflow(user, NODES)
             db = Database(infra.database_url)

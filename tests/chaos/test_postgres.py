@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -72,9 +73,10 @@ def _assert_refused_fast(answers: Answers) -> None:
 
 def _through_fault(
     tmp_path: Path, fault: Callable[[PostgresServer, Target], Answers]
-) -> tuple[Outcome, float, Answers]:
+) -> tuple[Outcome, float, float, Answers]:
     """A burst of webhooks with `fault` (which probes the APIs meanwhile) a third of the way in;
-    what became of the runs, seconds until every API served again, the answers during."""
+    what became of the runs, seconds until every API served again, seconds until the last run
+    finished after that, the answers during."""
     with own_stack(tmp_path) as target:
         postgres = target.infra.postgres
         assert postgres is not None
@@ -83,20 +85,19 @@ def _through_fault(
         during = fault(postgres, target)
         recovery_s = _until_serving(target)
         burst.join()
-        counted, _ = settle(target, burst.accepted, deadline_s=90)
-    return counted, recovery_s, during
+        counted, drain_s = settle(target, burst.accepted, deadline_s=90)
+    return counted, recovery_s, drain_s, during
 
 
 def _check(
     report: Callable[[str], None],
     scenario: str,
-    through: tuple[Outcome, float, Answers],
+    through: tuple[Outcome, float, float, Answers],
 ) -> None:
-    counted, recovery_s, during = through
+    counted, recovery_s, drain_s, during = through
     slowest = max(seconds for _, seconds in during.values())
-    report(
-        figures(scenario, counted, recovery_s, slowest_answer_down_s=slowest, reruns=counted.reruns)
-    )
+    extra = {"drain_s": round(drain_s, 1), "slowest_503_s": slowest, "reruns": counted.reruns}
+    report(figures(scenario, counted, recovery_s, **extra))
     _assert_refused_fast(during)
     assert counted.accepted >= TOTAL  # ingest needs no PostgreSQL to accept
     assert counted.completed == counted.accepted, counted
@@ -118,7 +119,8 @@ def _freeze(postgres: PostgresServer, target: Target) -> Answers:
     # as on a stalled host or a lost network.
     frozen = [postgres.proc.pid, *descendants(postgres.proc.pid)]
     for pid in frozen:
-        os.kill(pid, signal.SIGSTOP)
+        with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+            os.kill(pid, signal.SIGSTOP)
     try:
         paused_at = time.monotonic()
         time.sleep(1)
@@ -126,7 +128,8 @@ def _freeze(postgres: PostgresServer, target: Target) -> Answers:
         time.sleep(max(0.0, PAUSE_S - (time.monotonic() - paused_at)))
     finally:
         for pid in reversed(frozen):
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
     return during
 
 
