@@ -39,7 +39,9 @@ class TestRedisKilledMidBurst:
             burst = Burst(target.ingest(), target.hook, TOTAL).start()
             killed_at, back_at = _kill_and_restart(target, burst)
             burst.join()
-            counted, drain_s = settle(target, burst.accepted, deadline_s=90)
+            # A job whose failure RQ could not record while Redis was away is redelivered only
+            # once its started-registry entry expires: measured up to ~75 s after the restart.
+            counted, drain_s = settle(target, burst.accepted, deadline_s=150)
 
         refusals = burst.refusals()
         first_after = burst.first_accepted_after(back_at)
