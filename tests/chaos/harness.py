@@ -80,7 +80,8 @@ class Answer:
 
 @dataclass
 class Burst:
-    """Webhooks sent by `concurrency` senders in a thread until `total` are accepted (202)."""
+    """Deliveries sent by `concurrency` senders in a thread until `total` are accepted (202),
+    each retried under its own `Idempotency-Key` until it is."""
 
     url: str
     path: str
@@ -125,24 +126,33 @@ class Burst:
         timeout = httpx.Timeout(10)
         async with httpx.AsyncClient(base_url=self.url, timeout=timeout) as http:
 
-            async def sender() -> None:
-                while len(self.accepted) < self.total and time.monotonic() < end:
-                    n = next(counter)
+            async def deliver(n: int) -> None:
+                # As a real sender does: the same delivery, under the same key, until a 202.
+                # A refusal may still have been stored (Redis died before it could reply); the
+                # key makes the retry answer with that run instead of starting a second one.
+                headers = {"Idempotency-Key": f"delivery-{n}"}
+                while time.monotonic() < end:
                     began = time.monotonic()
                     try:
-                        response = await http.post(self.path, json={"n": n})
+                        response = await http.post(self.path, json={"n": n}, headers=headers)
                     except httpx.HTTPError:
                         self.answers.append(Answer(time.monotonic(), 0, 0, None, None))
                         await asyncio.sleep(0.05)
                         continue
                     now = time.monotonic()
-                    run_id = response.json().get("run_id") if response.status_code == 202 else None
+                    accepted = response.status_code == 202
+                    run_id = response.json().get("run_id") if accepted else None
                     retry_after = response.headers.get("retry-after")
                     self.answers.append(
                         Answer(now, response.status_code, now - began, retry_after, run_id)
                     )
-                    if response.status_code != 202:
-                        await asyncio.sleep(0.05)  # a client honouring back-pressure, briefly
+                    if accepted:
+                        return
+                    await asyncio.sleep(0.05)  # back-pressure honoured, briefly
+
+            async def sender() -> None:
+                while len(self.accepted) < self.total and time.monotonic() < end:
+                    await deliver(next(counter))
 
             await asyncio.gather(*(sender() for _ in range(self.concurrency)))
 
@@ -154,7 +164,7 @@ class Outcome:
     accepted: int
     completed: int  # accepted runs that succeeded with every step recorded once
     lost: int  # accepted runs with no finished record
-    duplicated: int  # runs recorded that nobody accepted, or with a step recorded twice
+    duplicated: int  # runs beyond one per accepted delivery, or with a step recorded twice
     half_written: int  # finished runs whose steps are not exactly the workflow's nodes
     reruns: int  # accepted runs that took more than one delivery (allowed: at least once)
     statuses: dict[str, int]

@@ -30,6 +30,16 @@ def _kill_and_restart(target: Target, burst: Burst) -> tuple[float, float]:
     return killed_at, time.monotonic()
 
 
+def _as_the_api_sees(target: Target, run_ids: frozenset[str]) -> dict[str, object]:
+    """`GET /runs/{id}` of unfinished runs: 404 (gone) or their queue status (late)."""
+    with target.user.client("workflows") as api:
+        answers = {run_id: api.get(f"/runs/{run_id}") for run_id in run_ids}
+    return {
+        run_id: answer.json().get("status") if answer.status_code == 200 else answer.status_code
+        for run_id, answer in answers.items()
+    }
+
+
 class TestRedisKilledMidBurst:
     def test_with_the_shipped_settings_every_accepted_run_completes(
         self, tmp_path: Path, report: Callable[[str], None]
@@ -39,9 +49,11 @@ class TestRedisKilledMidBurst:
             burst = Burst(target.ingest(), target.hook, TOTAL).start()
             killed_at, back_at = _kill_and_restart(target, burst)
             burst.join()
-            # A job whose failure RQ could not record while Redis was away is redelivered only
-            # once its started-registry entry expires: measured up to ~75 s after the restart.
-            counted, drain_s = settle(target, burst.accepted, deadline_s=150)
+            # A job dequeued as Redis died sits in RQ's intermediate list until a maintenance
+            # pass has seen it there for over a minute, then is retried: measured 5 s to over
+            # 150 s until the last run finished.
+            counted, drain_s = settle(target, burst.accepted, deadline_s=240)
+            late = _as_the_api_sees(target, counted.lost_ids)
 
         refusals = burst.refusals()
         first_after = burst.first_accepted_after(back_at)
@@ -57,8 +69,9 @@ class TestRedisKilledMidBurst:
             )
         )
         assert counted.accepted >= TOTAL  # senders in flight may overshoot
+        problems = (counted.lost, counted.duplicated, counted.half_written)
+        assert problems == (0, 0, 0), (counted, late)
         assert counted.completed == counted.accepted, counted
-        assert (counted.lost, counted.duplicated, counted.half_written) == (0, 0, 0), counted
         # While Redis was away ingest refused, quickly, and said when to come back.
         assert refusals, "no request reached ingest while Redis was down"
         assert {a.status for a in refusals} == {503}
@@ -75,8 +88,7 @@ class TestRedisKilledMidBurst:
             burst.join()
             # Lost jobs never finish: once nothing has finished for a while, count them.
             counted, _ = settle(target, burst.accepted, deadline_s=30, quiet_s=5)
-            with target.user.client("workflows") as api:
-                unknown = {api.get(f"/runs/{run_id}").status_code for run_id in counted.lost_ids}
+            unknown = set(_as_the_api_sees(target, counted.lost_ids).values())
 
         first_after = burst.first_accepted_after(back_at)
         report(
