@@ -1,6 +1,6 @@
 # Faults: real PostgreSQL, Redis and services killed, frozen and restarted for real, each
 # scenario printing one line of figures. See docs/guarantees.md (## Faults). Linux only (/proc,
-# PR_SET_PDEATHSIG). `make test` skips tests/chaos; this runs them (5-7 minutes here).
+# PR_SET_PDEATHSIG). `make test` skips tests/chaos; this runs them (3-7 minutes here).
 
 CHAOS_PYTEST ?= -q -p no:cacheprovider
 
