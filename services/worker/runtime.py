@@ -22,6 +22,7 @@ from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json
 from services.worker.loop import EngineLoop
+from shared.db.engine import PromptlyClosed
 from shared.nodes import EgressPolicy, build_http_client, load_registry
 from shared.queue import RunJob
 from shared.settings import Settings
@@ -46,7 +47,12 @@ def build_db_engine(settings: Settings, *, pool_size: int, pre_ping: bool) -> As
         # jsonb refuses U+0000, which a webhook body may well contain.
         json_serializer=lambda value: encode_json(value).decode(),
         json_deserializer=orjson.loads,
-        connect_args={"server_settings": {"statement_timeout": "30000"}},
+        connect_args={
+            "server_settings": {"statement_timeout": "30000"},
+            # Readiness probes give up after 2 s; closing the abandoned connection must not
+            # double that against a frozen server.
+            "connection_class": PromptlyClosed,
+        },
     )
 
 

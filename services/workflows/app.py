@@ -30,6 +30,7 @@ from services.workflows.workflows.endpoints import router as workflows_router
 from services.workflows.workflows.service import InvalidDefinition, WebhookUrls, WorkflowNotFound
 from shared.body_limit import BodyLimit
 from shared.db.engine import create_engine, session_factory
+from shared.db.errors import answer_outages_with_503
 from shared.nodes import load_registry
 from shared.queue import RunEnqueuer
 from shared.readiness import database_check, redis_check
@@ -137,6 +138,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(CredentialConflict, _conflict)
     app.add_exception_handler(InvalidDefinition, _invalid_definition)
     app.add_exception_handler(RedisError, _redis_unavailable)
+    answer_outages_with_503(app)
     # Before the workflows router: /workflows/{workflow_id} would take "activity" as an id.
     app.include_router(activity_router)
     app.include_router(workflows_router)
