@@ -115,7 +115,7 @@ class TestRotation:
                     "params": {"url": echo.url("/echo/rotated"), "credential": "api"},
                 }
             ],
-            trigger={"signature": {"scheme": "github", "secret": "s" * 24}},
+            trigger={"signature": {"scheme": "github", "secret": secrets.token_urlsafe(24)}},
         )
 
         done = asyncio.run(reencrypt(infra.database_url, infra.redis_url, rotation.keyring))
