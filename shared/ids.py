@@ -38,5 +38,9 @@ def _pack(unix_ms: int, rand: int) -> uuid.UUID:
 
 def uuid7_floor(unix_ms: int) -> uuid.UUID:
     """The smallest UUIDv7 of that millisecond: `id >= uuid7_floor(t)` selects ids made from t
-    on, so a time window over runs is a range scan on their primary key index."""
-    return uuid.UUID(int=((unix_ms & ((1 << 48) - 1)) << 80) | (0x7 << 76) | (0b10 << 62))
+    on, so a time window over runs is a range scan on their primary key index.
+
+    Moments before 1970 (a retention of ten thousand years) clamp to the epoch rather than wrap.
+    """
+    clamped = min(max(0, unix_ms), (1 << 48) - 1)
+    return uuid.UUID(int=(clamped << 80) | (0x7 << 76) | (0b10 << 62))

@@ -31,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.worker.lease import Lease
+from shared.ids import uuid7_floor
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,6 @@ _DETAILS = text(
         ORDER BY r.id DESC LIMIT :limit)
     """
 )
-
-
-def uuid7_floor(moment: datetime) -> uuid.UUID:
-    """The smallest UUIDv7 of `moment`'s millisecond: every run id accepted before is lower."""
-    return uuid.UUID(int=(int(moment.timestamp() * 1000) << 80) | (0x7 << 76) | (0b10 << 62))
 
 
 class LeaseLost(Exception):
@@ -150,7 +146,11 @@ class RetentionPruner:
         self, workflow_id: uuid.UUID, retention: dict[str, Any], now: datetime, stats: PruneStats
     ) -> None:
         before = now - timedelta(days=float(retention.get("days") or self.days))
-        age = {"workflow_id": workflow_id, "before": before, "before_id": uuid7_floor(before)}
+        age = {
+            "workflow_id": workflow_id,
+            "before": before,
+            "before_id": uuid7_floor(int(before.timestamp() * 1000)),
+        }
         stats.by_age += await self._drain(_BY_AGE, age)
         keep = int(retention.get("max_runs") or self.max_runs)
         async with self.db.connect() as conn:

@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.worker.retention import RetentionPruner, uuid7_floor
-from shared.ids import uuid7_for
+from services.worker.retention import RetentionPruner
+from shared.ids import uuid7_floor, uuid7_for
 from tests.fixtures.servers import Infra
 from tests.services.worker.harness import Workflow, create_user, create_workflow
 
@@ -120,6 +120,19 @@ class TestByAge:
         assert kept in await remaining(db, workflow)
 
 
+    async def test_a_retention_longer_than_dates_go_does_not_stop_the_pass(
+        self, db: AsyncEngine, rds: aioredis.Redis
+    ) -> None:
+        # The full suite leaves such workflows behind; one must not break pruning the others.
+        forever = await workflow_with(db, {"days": 10**7})
+        kept = await add_run(db, forever, timedelta(days=20), "succeeded")
+        workflow = await workflow_with(db)
+        old = await add_run(db, workflow, timedelta(days=20), "succeeded")
+        await pruner(db, rds).prune_once()
+        assert kept in await remaining(db, forever)
+        assert old not in await remaining(db, workflow)
+
+
 class TestByCount:
     async def test_keeps_the_newest_runs_in_small_batches(
         self, db: AsyncEngine, rds: aioredis.Redis
@@ -149,4 +162,9 @@ def test_uuid7_floor_orders_before_every_id_of_later_moments() -> None:
     moment = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
     later = uuid7_for(int(moment.timestamp() * 1000), b"x")
     earlier = uuid7_for(int(moment.timestamp() * 1000) - 1, b"x")
-    assert earlier < uuid7_floor(moment) <= later
+    assert earlier < uuid7_floor(int(moment.timestamp() * 1000)) <= later
+
+
+def test_uuid7_floor_clamps_moments_before_the_epoch() -> None:
+    # A workflow kept for 100,000 years asks for runs before year -98,000.
+    assert uuid7_floor(-(10**15)) == uuid7_floor(0)
