@@ -145,12 +145,13 @@ class RetentionPruner:
     async def _workflow(
         self, workflow_id: uuid.UUID, retention: dict[str, Any], now: datetime, stats: PruneStats
     ) -> None:
-        before = now - timedelta(days=float(retention.get("days") or self.days))
-        age = {
-            "workflow_id": workflow_id,
-            "before": before,
-            "before_id": uuid7_floor(int(before.timestamp() * 1000)),
-        }
+        days = float(retention.get("days") or self.days)
+        try:
+            before = now - timedelta(days=days)
+        except OverflowError:
+            before = datetime(1970, 1, 1, tzinfo=UTC)  # kept longer than datetime can count
+        floor = uuid7_floor(int(before.timestamp() * 1000))
+        age = {"workflow_id": workflow_id, "before": before, "before_id": floor}
         stats.by_age += await self._drain(_BY_AGE, age)
         keep = int(retention.get("max_runs") or self.max_runs)
         async with self.db.connect() as conn:
