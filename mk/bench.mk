@@ -1,11 +1,34 @@
-# Benchmarks: bounded runs that print their numbers; `make bench` runs every one.
-# Other areas add theirs as prerequisites of `bench` in their own mk/<area>.mk.
+# Benchmarks: bounded runs that print their numbers (never part of `make test`). Loopback only.
+#   make bench       our side and its baselines (bare FastAPI + LPUSH, bare RQ no-op jobs);
+#                    report in .bench/ (gitignored)
+#   make bench-peer  the same side by side with n8n 2.8.4 (installed into .tools/ on first use);
+#                    regenerates BENCHMARKS.md and docs/bench/
+# Each finishes in under 15 minutes; see BENCHMARKS.md for what is measured and how.
 
 BENCH_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: bench bench-ingest
+.PHONY: bench bench-peer bench-ingest bench-tools bench-n8n
 
-bench: bench-ingest ## run every benchmark
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	@rm -f $(VENV)/.bench-* && touch $@
+
+bench-tools: $(BENCH_STAMP) ## wrk from Debian when missing (needs root; else the bench uses its asyncio client)
+	@command -v wrk >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+		else echo "bench-tools: no wrk (sudo apt-get install wrk); using the asyncio load generator"; fi; }
+
+bench-n8n: $(BENCH_STAMP) ## install n8n 2.8.4 into .tools/ (once; ~4-7 minutes and 2.3 GB cold)
+	$(PY) -m bench.peer install
+
+bench: bench-tools ## our side + baselines: ingest, runs/s per workload, latency, memory, scaling, history (BENCH_ARGS=...)
+	$(PY) -m bench.compare $(BENCH_ARGS)
+
+bench-peer: bench-tools bench-n8n ## side by side with n8n 2.8.4, alternating rounds; rewrites BENCHMARKS.md + docs/bench/
+	$(PY) -m bench.compare --peer --out docs/bench --report BENCHMARKS.md $(BENCH_ARGS)
 
 bench-ingest: $(STAMP) ## ingest vs a bare FastAPI + Redis LPUSH: req/s, p50/p99, ratio (BENCH_ARGS="--dedupe --signed")
 	$(PY) -m bench.ingest $(BENCH_ARGS)
