@@ -86,6 +86,16 @@ def say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
+def worker_flags(args: argparse.Namespace, has_concurrency: bool) -> str:
+    """How the worker ran, for the report."""
+    flags = f"--processes {args.processes}"
+    if not has_concurrency:
+        return flags + " (one run at a time per process: no --concurrency on this commit)"
+    if args.concurrency:
+        return flags + f" --concurrency {args.concurrency}"
+    return flags + " (its default --concurrency)"
+
+
 def watch_all(sampler: Sampler, systems: list[Any]) -> None:
     for system in systems:
         for label, (pid, summed) in system.pids().items():
@@ -205,9 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["meta"]["versions"] = {
             **{k: v for s in systems for k, v in s.versions().items()},
             "load generator": args.client,
-            "worker": f"--processes {args.processes}"
-            + (f" --concurrency {args.concurrency}" if ours.concurrency_flag else "")
-            + ("" if ours.concurrency_flag else " (no --concurrency flag on this commit)"),
+            "worker": worker_flags(args, ours.concurrency_flag),
         }
 
         say("idle latency: webhook → run finished, one at a time")

@@ -34,7 +34,7 @@ def profiled(
     """Run `python -m <argv...>` under pyinstrument; on exit stop it and keep its session."""
     session.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pyinstrument", "-r", "session", "-o", str(session)]
-    command += ["-i", "0.001", *argv]
+    command += ["-i", "0.005", *argv]
     log = open(session.with_suffix(".log"), "ab")  # noqa: SIM115 - lives with the process
     proc = subprocess.Popen(
         command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT

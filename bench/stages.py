@@ -69,7 +69,7 @@ def profile_phase(args: argparse.Namespace, ours: Ours, sampler: Sampler) -> dic
     session = out_dir / "profile-worker.pyisession"
     with profiling.profiled(_module_argv(argv), child_env, session, signal.SIGTERM):
         time.sleep(3)  # imports and warm-up before the load
-        result = throughput_round(ours, BY_NAME["cpu"], max(100, int(1000 * args.scale)))
+        result = throughput_round(ours, BY_NAME["cpu"], max(100, int(500 * args.scale)))
     found["worker"] = _render(session, out_dir, "worker")
     found["worker"]["runs_per_s_profiled"] = result["runs_per_s"]
     ours.start_worker(args.processes, args.concurrency)
@@ -82,12 +82,13 @@ def _render(session: Path, out_dir: Path, name: str) -> dict[str, Any]:
     html, text = out_dir / f"profile-{name}.html", out_dir / f"profile-{name}.txt"
     body = profiling.render(session, html, text)
     session.unlink()
+    session.with_suffix(".log").unlink(missing_ok=True)
     return {"html": html.name, "text": text.name, "summary": profiling.summary(body)}
 
 
 def scaling_phase(args: argparse.Namespace, ours: Ours, sampler: Sampler) -> dict[str, Any]:
     """CPU-light runs/s with 1, 2, 4 worker processes, and bare RQ no-op jobs/s alike."""
-    runs = max(100, int(BY_NAME["cpu"].runs * args.scale))
+    runs = max(100, int(1000 * args.scale))
     points: list[dict[str, Any]] = []
     noop: list[dict[str, Any]] = []
     for processes in args.scaling:
@@ -143,7 +144,7 @@ def history_phase(args: argparse.Namespace, ours: Ours, sampler: Sampler) -> dic
     ours.db.execute("DELETE FROM run_steps")
     ours.db.execute("DELETE FROM workflow_runs")
     ours.db.execute("VACUUM ANALYZE workflow_runs")
-    runs = max(100, int(1000 * args.scale))
+    runs = max(100, int(500 * args.scale))
     for total in args.history:
         seconds = ours.seed_history(total)
         rows = ours.history_rows()

@@ -26,7 +26,7 @@ class Workload:
 
 
 WORKLOADS = (
-    Workload("cpu", "webhook → transform → filter", 2000, 32, 150),
+    Workload("cpu", "webhook → transform → filter", 1000, 32, 120),
     Workload("io", "webhook → http_request (200 ms API) → transform", 300, 32, 120),
     Workload("delay", "webhook → delay 5 s → transform", 40, 8, 150),
     Workload("mix", "webhook → transform → filter → http_request (200 ms API)", 300, 32, 120),
