@@ -154,7 +154,14 @@ def workloads_phase(
     out: dict[str, dict[str, list[dict[str, Any]]]] = {
         w.name: {s.name: [] for s in systems} for w in WORKLOADS
     }
+    last_round_s = 0.0
+    reserve_s = 0 if args.skip_profile else 120.0
+    reserve_s += 200.0  # scaling and history, measured on a busy 2-core machine
     for number in range(args.rounds):
+        round_began = time.time()
+        if number and remaining(args) < last_round_s + reserve_s:
+            cut(args, f"workload rounds {number + 1}-{args.rounds} skipped to stay within budget")
+            break
         for workload in WORKLOADS:
             runs = max(8, int(workload.runs * args.scale))
             order = systems if number % 2 == 0 else list(reversed(systems))
@@ -169,12 +176,25 @@ def workloads_phase(
                     f"queue wait p50 {result['queue_wait_p50_ms'] or 0:.0f} ms "
                     f"p99 {result['queue_wait_p99_ms'] or 0:.0f} ms"
                 )
+        last_round_s = time.time() - round_began
     return out
+
+
+def remaining(args: argparse.Namespace) -> float:
+    """Seconds left of the run's time budget (`--budget` minutes)."""
+    return float(args.budget * 60 - (time.time() - args.began))
+
+
+def cut(args: argparse.Namespace, what: str) -> None:
+    """Note something left out to stay within the budget (it goes into the report)."""
+    say(what)
+    args.cuts.append(what)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every phase, in order; returns the raw results (also written as JSON)."""
-    began = time.time()
+    began = args.began = time.time()
+    args.cuts = []
     results: dict[str, Any] = {"meta": {"machine": machine(), "commit": git_commit()}}
     base = Path(tempfile.mkdtemp(prefix="automateos-compare-"))
     base.chmod(0o755)
@@ -238,7 +258,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if peer is not None:
             peer.stop()
             systems.remove(peer)
-        if not args.skip_profile:
+        if not args.skip_profile and remaining(args) < 300:
+            cut(args, "profiles skipped to stay within budget")
+        elif not args.skip_profile:
             say("profiles (pyinstrument): ingest and one worker process under load")
             sampler.mark("profiles")
             results["profiles"] = profile_phase(args, ours, sampler)
@@ -256,7 +278,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["memory_marks"] = sampler.marks
     results["meta"]["seconds"] = time.time() - began
     results["meta"]["loadavg_at_end"] = os.getloadavg()[0]
-    results["meta"]["args"] = {k: v for k, v in vars(args).items() if k != "out"}
+    results["meta"]["cuts"] = args.cuts
+    results["meta"]["args"] = {
+        k: v for k, v in vars(args).items() if k not in ("out", "cuts", "began")
+    }
     return results
 
 
@@ -274,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history", type=int, nargs=2, default=[1_000, 1_000_000])
     parser.add_argument("--idle-samples", type=int, default=20)
     parser.add_argument("--skip-profile", action="store_true")
+    parser.add_argument(
+        "--budget", type=float, default=14, help="minutes: later rounds are cut to fit"
+    )
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--out", type=Path, default=ROOT / ".bench", help="results folder")
     parser.add_argument("--report", type=Path, default=None, help="write the Markdown here")

@@ -191,6 +191,10 @@ def write_report(results: dict[str, Any], path: Path, out_dir: Path) -> Path:
             "quote.",
             "",
         ]
+    if meta.get("cuts"):
+        lines += ["> Cut to stay within the time budget (`--budget`):", ">"]
+        lines += [f"> - {what}" for what in meta["cuts"]]
+        lines += [""]
     lines += ["## Headline", "", *_headline(results), "", "## Targets (issue 11)", ""]
     lines += table(["target", "measured", ""], [[t, v, _ok(ok)] for t, v, ok in targets(results)])
     lines += ["", *(f"![{name}]({rel}/{p.name})" for name, p in drawn.items()), ""]

@@ -26,10 +26,10 @@ class Workload:
 
 
 WORKLOADS = (
-    Workload("cpu", "webhook → transform → filter", 1000, 32, 120),
-    Workload("io", "webhook → http_request (200 ms API) → transform", 300, 32, 120),
+    Workload("cpu", "webhook → transform → filter", 500, 32, 120),
+    Workload("io", "webhook → http_request (200 ms API) → transform", 200, 32, 120),
     Workload("delay", "webhook → delay 5 s → transform", 40, 8, 150),
-    Workload("mix", "webhook → transform → filter → http_request (200 ms API)", 300, 32, 120),
+    Workload("mix", "webhook → transform → filter → http_request (200 ms API)", 200, 32, 120),
 )
 INGEST = Workload("ingest", "webhook → transform → filter (ingest rounds only)", 0, 0, 0)
 BY_NAME = {w.name: w for w in (*WORKLOADS, INGEST)}
