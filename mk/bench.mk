@@ -32,3 +32,9 @@ bench-peer: bench-tools bench-n8n ## side by side with n8n 2.8.4, alternating ro
 
 bench-ingest: $(STAMP) ## ingest vs a bare FastAPI + Redis LPUSH: req/s, p50/p99, ratio (BENCH_ARGS="--dedupe --signed")
 	$(PY) -m bench.ingest $(BENCH_ARGS)
+
+.PHONY: bench-worker
+bench: bench-worker
+
+bench-worker: $(STAMP) ## worker engine: I/O-bound and CPU-light runs/s, waits, parked runs, RSS, as ratios to --concurrency 1
+	$(PY) -m bench.worker $(BENCH_ARGS)

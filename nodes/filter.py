@@ -213,4 +213,6 @@ NODE = NodeSpec(
     ),
     params_model=FilterParams,
     run=run,
+    effects=False,
+    blocking=False,
 )

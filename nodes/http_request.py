@@ -204,4 +204,5 @@ NODE = NodeSpec(
     ),
     params_model=HttpRequestParams,
     run=run,
+    effects=True,
 )

@@ -47,4 +47,6 @@ NODE = NodeSpec(
     description="Write a message (any value) to the worker log, tagged with the run and node.",
     params_model=LogParams,
     run=run,
+    effects=False,
+    blocking=False,
 )

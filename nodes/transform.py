@@ -28,4 +28,6 @@ NODE = NodeSpec(
     description="Build an object from templates, e.g. to reshape a payload for later steps.",
     params_model=TransformParams,
     run=run,
+    effects=False,
+    blocking=False,
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import uuid
 from typing import Any, TypedDict
 
 import orjson
@@ -58,3 +59,44 @@ def decode_record(raw: bytes | str) -> HookRecord | None:
         return None
     record: HookRecord = value  # type: ignore[assignment]
     return record
+
+
+# A run's resume URL: `<public url>/hooks/resume/<token>`. The token carries the run id and a
+# MAC over it, so ingest verifies it without a lookup and nobody can forge one for another
+# run; "resume:" separates these MACs from webhook tokens derived from the same key.
+RESUME_PATH = "/hooks/resume/"
+_RESUME_MAC_BYTES = 16
+
+
+def _resume_mac(key: bytes, run_id: bytes) -> bytes:
+    return hmac.new(key, b"resume:" + run_id, hashlib.sha256).digest()[:_RESUME_MAC_BYTES]
+
+
+def resume_token(key: bytes, run_id: str) -> str:
+    """The secret token of a run's resume URL (the same for every delivery of the run)."""
+    raw = uuid.UUID(run_id).bytes
+    return base64.urlsafe_b64encode(raw + _resume_mac(key, raw)).rstrip(b"=").decode()
+
+
+def resume_url(public_url: str, key: bytes, run_id: str) -> str:
+    """The URL a `wait_for_callback` step of run `run_id` waits to be POSTed to."""
+    return public_url.rstrip("/") + RESUME_PATH + resume_token(key, run_id)
+
+
+def run_of_resume_token(key: bytes, token: str) -> str | None:
+    """The run id a resume token was minted for, or None when it is not a valid token."""
+    if len(token) != 43:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=")
+    except (ValueError, TypeError):
+        return None
+    run_id, mac = raw[:16], raw[16:]
+    if len(raw) != 16 + _RESUME_MAC_BYTES or not hmac.compare_digest(mac, _resume_mac(key, run_id)):
+        return None
+    return str(uuid.UUID(bytes=run_id))
+
+
+def callback_key(run_id: str) -> str:
+    """Redis key of a run's callback: "waiting:<job id>" while parked, then the POSTed body."""
+    return f"automateos:callback:{run_id}"

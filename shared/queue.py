@@ -13,12 +13,14 @@ proves a real RQ worker runs it.
 from __future__ import annotations
 
 import zlib
-from typing import Any, TypedDict
+from datetime import datetime
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 import redis
 import redis.asyncio as aioredis
 from rq import Queue, Retry
+from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 JOB_FUNCTION = "services.worker.jobs.execute_run"
@@ -31,6 +33,9 @@ FAILURE_TTL_SECONDS = 7 * 24 * 3600
 # The engine records node failures itself, so an RQ-level failure means the job never finished:
 # its worker died, or it timed out. Re-queue it; the run is keyed by run_id, so it resumes.
 JOB_RETRIES = 3
+# Run ids published here when a user cancels a run; worker processes stop those in flight at
+# their next step boundary (the database row is what makes the cancellation stick).
+CANCEL_CHANNEL = "automateos:run-cancelled"
 
 
 class TriggerRequest(TypedDict):
@@ -50,6 +55,10 @@ class RunJob(TypedDict):
     idempotency_key: str | None
     traceparent: str | None
     retry_of: str | None
+    # Set on a parked run's continuation: the position of the step it resumes at.
+    resume_step: NotRequired[int]
+    # Set on a scheduled run: when its tick was due (ISO 8601), `trigger.scheduled_at` too.
+    scheduled_at: NotRequired[str]
 
 
 def queue_key(queue_name: str) -> str:
@@ -59,6 +68,23 @@ def queue_key(queue_name: str) -> str:
 
 def job_key(run_id: str) -> str:
     return RQ_JOB_PREFIX + run_id
+
+
+def scheduled_registry_key(queue_name: str) -> str:
+    """RQ's sorted set of the queue's scheduled jobs (parked runs' continuations)."""
+    registry = ScheduledJobRegistry(queue_name, connection=redis.Redis())  # type: ignore[no-untyped-call]
+    return str(registry.key)
+
+
+def continuation_job_id(run_id: str, position: int) -> str:
+    """The RQ job id of a parked run's continuation at step `position` (one per park point)."""
+    return f"{run_id}-p{position}"
+
+
+def delivery_job_id(job: RunJob) -> str:
+    """The RQ job id a delivery of `job` runs under: the run id, or its continuation's id."""
+    step = job.get("resume_step")
+    return job["run_id"] if step is None else continuation_job_id(job["run_id"], step)
 
 
 class RunEnqueuer:
@@ -75,35 +101,49 @@ class RunEnqueuer:
         # matters to RQ for features we do not use.
         self._queue.redis_server_version = (7, 0, 0)
 
-    def commands(self, job: RunJob) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-        """The Redis commands RQ sends to enqueue `job` (pure CPU, no I/O)."""
+    def commands(
+        self, job: RunJob, at: datetime | None = None
+    ) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        """The Redis commands RQ sends to enqueue `job` (pure CPU, no I/O).
+
+        With `at`, RQ's commands to schedule it instead: the job waits in RQ's scheduled
+        registry until a scheduler (the worker supervisor's) moves it onto the queue.
+        """
         pipe = self._offline.pipeline(transaction=True)
-        self._queue.enqueue_call(
-            JOB_FUNCTION,
-            args=(job,),
-            job_id=job["run_id"],
-            timeout=self.job_timeout_s,
-            result_ttl=RESULT_TTL_SECONDS,
-            failure_ttl=FAILURE_TTL_SECONDS,
-            retry=Retry(max=JOB_RETRIES),
-            description=f"run {job['run_id']} of workflow {job['workflow_id']}",
-            pipeline=pipe,
-        )
+        options: dict[str, Any] = {
+            "args": (job,),
+            "job_id": delivery_job_id(job),
+            "timeout": self.job_timeout_s,
+            "result_ttl": RESULT_TTL_SECONDS,
+            "failure_ttl": FAILURE_TTL_SECONDS,
+            "retry": Retry(max=JOB_RETRIES),
+            "description": f"run {job['run_id']} of workflow {job['workflow_id']}",
+            "pipeline": pipe,
+        }
+        if at is None:
+            self._queue.enqueue_call(JOB_FUNCTION, **options)
+        else:
+            self._queue.enqueue_at(at, JOB_FUNCTION, **options)
         # redis-py buffers (args, options) pairs; newer releases wrap them in an object.
         return [
             (entry.args, entry.options) if hasattr(entry, "args") else (entry[0], entry[1])
             for entry in pipe.command_stack
         ]
 
-    def add_to(self, pipeline: aioredis.client.Pipeline, job: RunJob) -> None:
+    def add_to(
+        self, pipeline: aioredis.client.Pipeline, job: RunJob, at: datetime | None = None
+    ) -> None:
         """Queue the job's commands on a caller's async pipeline (to batch with other writes)."""
-        for args, options in self.commands(job):
+        for args, options in self.commands(job, at):
             pipeline.execute_command(*args, **options)
 
-    async def enqueue(self, job: RunJob) -> None:
-        """Store the job in Redis; returns only once Redis has it (raises on any failure)."""
+    async def enqueue(self, job: RunJob, at: datetime | None = None) -> None:
+        """Store the job in Redis (to run at `at`, if given); returns once Redis has it.
+
+        Raises on any failure, so a caller never reports work as accepted that was not stored.
+        """
         async with self.client.pipeline(transaction=True) as pipeline:
-            self.add_to(pipeline, job)
+            self.add_to(pipeline, job, at)
             await pipeline.execute()
 
 

@@ -9,6 +9,7 @@ import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
+from services.ingest.hooks import callbacks
 from services.ingest.hooks.endpoints import IngestApp, document
 from services.ingest.hooks.jobs import job_packer
 from services.ingest.hooks.resolver import HookResolver, InternalHookSource
@@ -81,5 +82,6 @@ def create_app() -> IngestApp:
     api = build_app(
         service="ingest", title="AutomateOS ingest", lifespan=lifespan, readiness=_readiness
     )
+    api.include_router(callbacks.router)
     document(api)
     return IngestApp(api, service="ingest")

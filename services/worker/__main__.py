@@ -23,12 +23,21 @@ def main() -> int:
         default=worker_settings.processes,
         help="worker processes (default: AUTOMATEOS_WORKER_PROCESSES or 1)",
     )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=worker_settings.concurrency,
+        help="runs each process executes at once (default: AUTOMATEOS_WORKER_CONCURRENCY or 32)",
+    )
     parser.add_argument("--host", default=settings.host, help="probe/metrics address")
     parser.add_argument("--port", type=int, default=settings.metrics_port)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
     if args.processes < 1:
         parser.error("--processes must be at least 1")
+    if not 1 <= args.concurrency <= 1024:
+        parser.error("--concurrency must be between 1 and 1024")
+    worker_settings = worker_settings.model_copy(update={"concurrency": args.concurrency})
     configure_logging("worker", args.log_level.upper())
     supervisor = Supervisor(
         settings,

@@ -19,6 +19,15 @@ class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AUTOMATEOS_WORKER_", extra="ignore")
 
     processes: int = Field(1, ge=1, le=256)
+    # Runs one process executes at once on its event loop. Waiting runs (a slow API, a short
+    # delay) hold a slot; parked runs (a long delay, a callback) do not.
+    concurrency: int = Field(32, ge=1, le=1024)
+    # A `delay` longer than this parks the run instead of holding a slot while it waits.
+    park_after_seconds: float = Field(5.0, ge=0)
+    # The engine loop counts as stalled (logged, heartbeat withheld) after this long stuck.
+    loop_stall_seconds: float = Field(2.0, gt=0)
+    # How often the supervisor moves due parked runs (RQ scheduled jobs) onto the queue.
+    scheduler_interval_seconds: int = Field(1, ge=1, le=60)
     # How long an idle worker blocks on the queue before it comes round to heartbeat and
     # maintenance. RQ derives it from worker_ttl (405 s by default), far too rare to notice a
     # dead Redis connection or to recover other workers' abandoned jobs promptly.

@@ -9,7 +9,7 @@ from fixed sets.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 # fmt: off
 _SECONDS = (
@@ -45,3 +45,29 @@ NODE_DURATION = Histogram(
 NODE_RETRIES = Counter(
     "automateos_node_retries_total", "Step retries after a retryable failure.", ["node_type"]
 )
+# Per process (`worker` is its slot), live only: a dead process's values vanish with it.
+RUNS_IN_FLIGHT = Gauge(
+    "automateos_worker_runs_in_flight",
+    "Runs a worker process is executing right now (parked runs hold no slot).",
+    ["worker"],
+    multiprocess_mode="livesum",
+)
+FREE_SLOTS = Gauge(
+    "automateos_worker_free_slots",
+    "Runs a worker process could start now before it stops taking jobs (concurrency - in flight).",
+    ["worker"],
+    multiprocess_mode="livesum",
+)
+LOOP_STALLS = Counter(
+    "automateos_worker_loop_stalls_total",
+    "Times a worker process's event loop was stuck longer than the stall threshold.",
+)
+RUNS_PARKED = Counter(
+    "automateos_runs_parked_total",
+    "Runs parked (status waiting) to resume later, by reason.",
+    ["reason"],
+)
+
+# Both reasons exist from the start, so dashboards show 0 rather than no data.
+for _reason in ("timer", "callback"):
+    RUNS_PARKED.labels(_reason)

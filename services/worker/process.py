@@ -17,6 +17,8 @@ from rq.serializers import JSONSerializer
 
 from services.worker import runtime
 from services.worker.config import get_worker_settings
+from services.worker.loop import LoopWatchdog
+from services.worker.pool import heartbeat_path
 from services.worker.worker import HeartbeatFile, RunWorker
 from shared.logs import configure_logging
 from shared.settings import get_settings
@@ -27,11 +29,6 @@ log = logging.getLogger("services.worker.process")
 # At shutdown: time to export the spans still batched. The supervisor waits for its processes
 # to exit, so this only has to fit in the pod's grace period with the last job.
 TRACE_FLUSH_S = 5.0
-
-
-def heartbeat_path(run_dir: Path, index: int) -> Path:
-    """Where worker process `index` touches its heartbeat."""
-    return run_dir / f"heartbeat-{index}"
 
 
 class _WorkerIndex(logging.Filter):
@@ -49,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m services.worker.process")
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
 
@@ -61,6 +59,8 @@ def main() -> None:
     configure_tracing("worker")
     settings = get_settings()
     worker_settings = get_worker_settings()
+    if args.concurrency is not None:
+        worker_settings = worker_settings.model_copy(update={"concurrency": args.concurrency})
 
     worker_runtime = runtime.WorkerRuntime(settings, worker_settings)
     runtime.install(worker_runtime)
@@ -78,8 +78,17 @@ def main() -> None:
             default_result_ttl=0,
             heartbeat=HeartbeatFile(heartbeat_path(args.run_dir, args.index)),
             worker_settings=worker_settings,
+            start_run=worker_runtime.start,
+            watchdog=LoopWatchdog(worker_runtime.engine_loop, worker_settings.loop_stall_seconds),
+            concurrency=worker_settings.concurrency,
+            slot_label=str(args.index),
         )
-        log.info("worker process %d ready on queue %s", args.index, settings.queue_name)
+        log.info(
+            "worker process %d ready on queue %s (%d runs at once)",
+            args.index,
+            settings.queue_name,
+            worker_settings.concurrency,
+        )
         # RQ's per-job INFO lines would cost more than the job at high rates.
         worker.work(logging_level="WARNING")
     finally:

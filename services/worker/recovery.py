@@ -16,13 +16,17 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.worker.engine import repository
-from shared.queue import job_key
+from shared.queue import RunEnqueuer, RunJob, continuation_job_id, job_key
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LOST_ERROR = "worker lost; job not recoverable"
 # RQ statuses of a job that will still run (or is running): its run is not lost.
 LIVE_JOB_STATUSES = frozenset({"queued", "started", "scheduled", "deferred"})
+# A continuation this late and gone from Redis is not coming: RQ's scheduler moves due jobs
+# within a second or two.
+OVERDUE_AFTER_S = 60.0
 
 
 def _text(value: object) -> str | None:
@@ -32,13 +36,18 @@ def _text(value: object) -> str | None:
 
 
 class RecoverySweep:
-    """Marks stale `running` runs with no live RQ job as failed, a bounded batch per pass."""
+    """Repairs runs whose job vanished from Redis, a bounded batch per pass.
+
+    - a run still `running` long after its job timeout whose job is gone is marked failed;
+    - a parked run whose continuation is overdue and gone (Redis lost it, or the worker died
+      between parking the run and scheduling its continuation) is scheduled again, now.
+    """
 
     def __init__(
         self,
         db: AsyncEngine,
         client: aioredis.Redis,
-        queue_name: str,
+        settings: Settings,
         *,
         stale_after_s: float,
         interval_s: float,
@@ -48,27 +57,24 @@ class RecoverySweep:
         self.client = client
         self.stale_after_s = stale_after_s
         self.batch = batch
+        self.enqueuer = RunEnqueuer(client, settings.queue_name, settings.job_timeout_seconds)
         # Replicas of one deployment take turns; the lock lapses before the next pass is due.
-        self.lock_key = f"automateos:recovery-sweep:{queue_name}"
+        self.lock_key = f"automateos:recovery-sweep:{settings.queue_name}"
         self.lock_ttl_ms = max(100, int(interval_s * 800))
 
     async def sweep_once(self) -> list[uuid.UUID]:
         """Run one pass; return the ids of the runs marked failed."""
         if not await self.client.set(self.lock_key, "1", nx=True, px=self.lock_ttl_ms):
             return []
+        await self._reschedule_overdue()
         cutoff = datetime.now(UTC) - timedelta(seconds=self.stale_after_s)
         async with self.db.connect() as conn:
             candidates = await repository.stale_running_runs(conn, cutoff, self.batch)
             if not candidates:
                 return []
-            async with self.client.pipeline(transaction=False) as pipe:
-                for run_id in candidates:
-                    pipe.hget(job_key(str(run_id)), "status")
-                statuses = await pipe.execute()
+            live = await self._live([_job_id(run_id, step) for run_id, step in candidates])
             lost = [
-                run_id
-                for run_id, status in zip(candidates, statuses, strict=True)
-                if _text(status) not in LIVE_JOB_STATUSES
+                run_id for (run_id, _), alive in zip(candidates, live, strict=True) if not alive
             ]
             if not lost:
                 return []
@@ -79,3 +85,43 @@ class RecoverySweep:
             extra={"run_ids": [str(i) for i in lost]},
         )
         return lost
+
+    async def _live(self, job_ids: list[str]) -> list[bool]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(job_key(job_id), "status")
+            statuses = await pipe.execute()
+        return [_text(status) in LIVE_JOB_STATUSES for status in statuses]
+
+    async def _reschedule_overdue(self) -> None:
+        due_before = datetime.now(UTC) - timedelta(seconds=OVERDUE_AFTER_S)
+        async with self.db.connect() as conn:
+            parked = await repository.overdue_waiting_runs(conn, due_before, self.batch)
+        if not parked:
+            return
+        live = await self._live([_job_id(row["id"], row["waiting_step"]) for row in parked])
+        for row, alive in zip(parked, live, strict=True):
+            if alive:
+                continue
+            # The stored trigger has its credential headers redacted: the best there is.
+            job: RunJob = {
+                "run_id": str(row["id"]),
+                "workflow_id": str(row["workflow_id"]),
+                "owner_id": str(row["owner_id"]),
+                "workflow_version": row["workflow_version"],
+                "trigger": row["trigger"],
+                "idempotency_key": None,
+                "traceparent": None,
+                "retry_of": None,
+                "resume_step": row["waiting_step"],
+            }
+            await self.enqueuer.enqueue(job)
+            log.warning(
+                "parked run's continuation was lost; resuming it now",
+                extra={"run_id": job["run_id"]},
+            )
+
+
+def _job_id(run_id: uuid.UUID, waiting_step: int | None) -> str:
+    run = str(run_id)
+    return run if waiting_step is None else continuation_job_id(run, waiting_step)

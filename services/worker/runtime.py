@@ -1,23 +1,26 @@
-"""What one worker process builds once at boot and every job reuses.
+"""What one worker process builds once at boot and every run reuses.
 
 RQ would run an `async def` job with `asyncio.run`, i.e. on a new event loop per job, so no
-connection pool could survive from one job to the next. The job function is synchronous
-instead and drives this long-lived loop, on which the database pool, the guarded HTTP client
-and the node registry live for the life of the process.
+connection pool could survive from one job to the next. Instead the process keeps one loop on
+a thread of its own (`loop.EngineLoop`); every run executes there, up to the process's
+concurrency at once, sharing the database pool, the guarded HTTP client and the node registry.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from concurrent.futures import Future
 
 import orjson
+import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.worker.config import WorkerSettings
 from services.worker.engine import NodeRunner, RunEngine, VersionCache
+from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json
+from services.worker.loop import EngineLoop
 from shared.nodes import EgressPolicy, build_http_client, load_registry
 from shared.queue import RunJob
 from shared.settings import Settings
@@ -46,17 +49,32 @@ def build_db_engine(settings: Settings, *, pool_size: int, pre_ping: bool) -> As
     )
 
 
+def pool_size_for(concurrency: int) -> int:
+    """Database connections one process keeps: runs hold one only while they write.
+
+    A run of inline nodes keeps its connection from claim to final write (one checkout); a run
+    that waits on I/O gives it back while it waits, so a few connections serve 32 runs.
+    """
+    return max(2, min(concurrency, 8))
+
+
 class WorkerRuntime:
     """The event loop, database engine, HTTP client and node registry of one worker process."""
 
     def __init__(self, settings: Settings, worker_settings: WorkerSettings) -> None:
         self.settings = settings
-        self.loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self.loop)
-        # One job at a time per process, so a small pool suffices. No pre-ping: it would add
-        # a round trip to every checkout (a third of a run's database cost); a dead pooled
-        # connection is invalidated on first use and the engine retries the statement.
-        self.db = build_db_engine(settings, pool_size=2, pre_ping=False)
+        self.worker_settings = worker_settings
+        self.engine_loop = EngineLoop()
+        self.loop = self.engine_loop.loop
+        # No pre-ping: it would add a round trip to every checkout (a third of a run's
+        # database cost); a dead pooled connection is invalidated on first use and the engine
+        # retries the statement.
+        self.db = build_db_engine(
+            settings, pool_size=pool_size_for(worker_settings.concurrency), pre_ping=False
+        )
+        self.redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=5, socket_timeout=10
+        )
         self.registry = load_registry()
         self.http = build_http_client(EgressPolicy.from_env(settings.egress_allowlist))
         runner = NodeRunner(
@@ -64,8 +82,19 @@ class WorkerRuntime:
             self.http,
             payload_max_bytes=settings.step_payload_max_bytes,
             max_retry_wait_s=worker_settings.max_retry_wait_seconds,
+            engine_loop=self.engine_loop,
+            public_url=settings.public_url,
+            resume_key=settings.resolved_webhook_key(),
         )
-        self.engine = RunEngine(self.db, runner, VersionCache(worker_settings.version_cache_size))
+        parking = Parking(
+            self.redis,
+            settings,
+            park_after_s=worker_settings.park_after_seconds,
+        )
+        self.engine = RunEngine(
+            self.db, runner, VersionCache(worker_settings.version_cache_size), parking
+        )
+        self.engine_loop.start()
 
     def warm_up(self) -> None:
         """Open the first database connection now rather than on the first job."""
@@ -74,17 +103,29 @@ class WorkerRuntime:
             async with self.db.connect() as conn:
                 await conn.execute(text("SELECT 1"))
 
-        self.loop.run_until_complete(ping())
+        self.engine_loop.call(ping(), timeout=30)
+
+    def start(self, job: RunJob, job_timeout_s: float) -> Future[str]:
+        """Start one delivery on the loop; the future resolves when it has been recorded."""
+        timeout = job_timeout_s or self.settings.job_timeout_seconds
+        return self.engine_loop.submit(self.engine.execute(job, job_timeout_s=timeout))
 
     def execute(self, job: RunJob, job_timeout_s: float) -> str:
-        """Run one job to completion on the process's loop (called from the RQ job function)."""
-        return self.loop.run_until_complete(self.engine.execute(job, job_timeout_s=job_timeout_s))
+        """Run one delivery to completion (the synchronous RQ job function's path)."""
+        return self.start(job, job_timeout_s).result()
 
     def close(self) -> None:
-        """Release connections and the loop (worker shutdown)."""
-        self.loop.run_until_complete(self.http.aclose())
-        self.loop.run_until_complete(self.db.dispose())
-        self.loop.close()
+        """Release connections and stop the loop (worker shutdown)."""
+
+        async def release() -> None:
+            await self.http.aclose()
+            await self.redis.aclose()
+            await self.db.dispose()
+
+        try:
+            self.engine_loop.call(release(), timeout=10)
+        finally:
+            self.engine_loop.stop()
 
 
 def install(runtime: WorkerRuntime | None) -> None:

@@ -1,43 +1,60 @@
-"""The RQ worker class: no fork per job, fast recovery, and a heartbeat readiness can trust.
+"""The RQ worker class: up to `concurrency` runs at once in one process, RQ's registries kept true.
 
-`SimpleWorker` runs jobs in its own process (a fork per job measured 3-4x slower and would
-throw away the process's pools). Plain `SimpleWorker` has two gaps we close here:
+Stock `SimpleWorker` runs one job at a time in its own thread. Ours keeps RQ's work loop for
+dequeueing, registration, maintenance and signals, and changes what "executing a job" means:
 
-- it never renews a running job's entry in the started registry, so its expiry is set once to
-  job timeout + 60 s, and a job whose worker died waits that long (16 minutes by default) to
-  be re-queued. A thread renews it every few seconds with a short TTL instead;
-- it only notices a dead Redis when the blocking dequeue times out (worker_ttl - 15 s). We
-  dequeue with a short timeout and touch a heartbeat file after every successful round trip,
-  which the supervisor's /readyz reads.
+- The main thread waits for a free slot *before* it dequeues (backpressure: a job is taken off
+  the queue only when this process can start it), does RQ's own preparation (execution record,
+  started registry), and hands the run to the engine's event loop (`loop.EngineLoop`).
+- A bookkeeping thread finishes each job with RQ's own success/failure handling when its run
+  ends, and renews every in-flight job's started-registry entry in one pipeline every few
+  seconds with a short TTL (stock `SimpleWorker` sets it once, to job timeout + 60 s, so the
+  job of a dead worker would wait 16 minutes to be re-queued).
+- The heartbeat file, which the supervisor's /readyz reads, is touched after successful Redis
+  round trips, and only while the engine loop is not stalled (`loop.LoopWatchdog`).
+
+What goes past RQ's public API (the dequeue loop, the batched renewal) lives here and in
+`rqcompat.py`, whose behaviour tests/services/worker/test_rqcompat.py pins to the RQ release.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue as stdqueue
 import signal
 import threading
 import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from redis.client import Pipeline
-from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
 from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
+from services.worker import metrics, rqcompat
 from services.worker.config import WorkerSettings
+from services.worker.loop import LoopWatchdog
+from shared.queue import JOB_FUNCTION, RunJob
 
 log = logging.getLogger(__name__)
 
 _TOUCH_EVERY_S = 0.5
-# RQ heartbeats the worker three times per job; its key lives worker_ttl + 60 s, so at high job
-# rates one heartbeat a second is plenty and saves two round trips per job.
+# RQ heartbeats the worker around every job; its key lives worker_ttl + 60 s, so at high job
+# rates one heartbeat a second is plenty.
 _HEARTBEAT_EVERY_S = 1.0
+_SLOT_WAIT_S = 1.0
+
+# Starts one run on the engine loop: (payload, job timeout in seconds) -> its future.
+StartRun = Callable[[RunJob, float], "Future[str]"]
 
 
 class ExpiringResultJob(Job):
@@ -74,47 +91,16 @@ class HeartbeatFile:
         self.path.touch()
 
 
-class _JobHeartbeat(threading.Thread):
-    """Renews the running job's started-registry entry while it runs.
-
-    One thread for the life of the process (starting one per job measured ~1 ms a job);
-    `watch`/`release` only swap what it renews, under a lock held during a renewal, so no
-    renewal of a job can happen after `release` returns.
-    """
-
-    def __init__(self, worker: RunWorker, interval: int) -> None:
-        super().__init__(name="job-heartbeat", daemon=True)
-        self.worker = worker
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._current: tuple[Job, Execution] | None = None
-
-    def watch(self, job: Job, execution: Execution) -> None:
-        with self._lock:
-            self._current = (job, execution)
-
-    def release(self) -> None:
-        with self._lock:
-            self._current = None
-
-    def run(self) -> None:
-        while True:
-            time.sleep(self.interval)
-            with self._lock:
-                if self._current is None:
-                    continue
-                job, execution = self._current
-                try:
-                    self.worker.maintain_heartbeats(job, execution)
-                except Exception as exc:
-                    # Redis away: the file goes stale, so /readyz tells; the job goes on.
-                    log.warning("job heartbeat failed: %s", exc, extra={"run_id": job.id})
-                    continue
-            self.worker.beat()
+@dataclass
+class _InFlight:
+    job: Job
+    queue: Queue
+    execution: Execution
+    future: Future[str] | None = None
 
 
 class RunWorker(SimpleWorker):
-    """An RQ `SimpleWorker` tuned for prompt recovery and honest heartbeats."""
+    """An RQ worker running up to `concurrency` runs at once on one event loop."""
 
     # Reconnect to a Redis that came back within seconds instead of backing off to a minute.
     max_connection_wait_time = 5.0
@@ -127,15 +113,29 @@ class RunWorker(SimpleWorker):
         *,
         heartbeat: HeartbeatFile,
         worker_settings: WorkerSettings,
+        start_run: StartRun,
+        watchdog: LoopWatchdog,
+        concurrency: int,
+        slot_label: str = "0",
         **kwargs: Any,
     ) -> None:
         # Read by RQ's constructor (socket timeout), so set before it runs.
         self._dequeue_timeout = worker_settings.dequeue_timeout_seconds
         self._job_ttl = worker_settings.job_heartbeat_ttl_seconds
         self._heartbeat_file = heartbeat
+        self._start_run = start_run
+        self._watchdog = watchdog
+        self.concurrency = concurrency
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._inflight: dict[str, _InFlight] = {}
+        self._inflight_lock = threading.Lock()
+        self._done: stdqueue.SimpleQueue[str] = stdqueue.SimpleQueue()
         self._parent_pid = os.getppid()
         self._orphaned = False
         self._last_heartbeat = 0.0
+        self._in_flight_gauge = metrics.RUNS_IN_FLIGHT.labels(slot_label)
+        self._free_gauge = metrics.FREE_SLOTS.labels(slot_label)
+        self._free_gauge.set(concurrency)
         super().__init__(
             queues,
             job_class=ExpiringResultJob,
@@ -145,8 +145,12 @@ class RunWorker(SimpleWorker):
             log_job_description=False,
             **kwargs,
         )
-        self._job_heartbeat = _JobHeartbeat(self, int(self.job_monitoring_interval))
-        self._job_heartbeat.start()
+        self._bookkeeper = threading.Thread(target=self._bookkeep, name="rq-bookkeeping")
+        self._bookkeeper_stop = threading.Event()
+        self._bookkeeper.daemon = True
+        self._bookkeeper.start()
+
+    # -- what RQ asks of a worker -------------------------------------------------------------
 
     @property
     def dequeue_timeout(self) -> int:
@@ -154,7 +158,7 @@ class RunWorker(SimpleWorker):
         return self._dequeue_timeout
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        """The started-registry TTL of a running job: short, because a thread renews it."""
+        """The started-registry TTL of a running job: short, because it is renewed."""
         return self._job_ttl
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
@@ -175,55 +179,171 @@ class RunWorker(SimpleWorker):
         self.beat()
 
     def beat(self) -> None:
-        """Touch the heartbeat file; stop gracefully if the supervisor is gone."""
-        self._heartbeat_file.beat()
+        """Touch the heartbeat file (not while the loop is stalled); stop if orphaned."""
+        if self._watchdog.healthy():
+            self._heartbeat_file.beat()
         if not self._orphaned and os.getppid() != self._parent_pid:
             # Without a supervisor nobody serves our probes or forwards SIGTERM: drain and go.
             self._orphaned = True
-            log.warning("supervisor gone; finishing the current job and stopping")
+            log.warning("supervisor gone; finishing the runs in flight and stopping")
             os.kill(os.getpid(), signal.SIGTERM)
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
-        """RQ's dequeue; a job it returns counts as ours at once (see `request_stop`)."""
-        result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-        if result is not None:
-            # Until RQ marks us busy, a SIGTERM would stop the worker with the job popped,
-            # stranding it in RQ's intermediate queue until a maintenance pass re-queues it.
-            self._state = WorkerStatus.BUSY
+        """Wait for a free slot, then dequeue; None once a stop was requested (or burst is dry).
+
+        The slot taken here is given back when the run ends (or at once if it never starts).
+        """
+        while not self._slots.acquire(timeout=_SLOT_WAIT_S):
+            self.heartbeat()
+            if self._stop_requested:
+                return None
+        try:
+            result = rqcompat.dequeue(self, timeout, lambda: self._stop_requested)
+        except BaseException:
+            self._slots.release()
+            raise
+        if result is None:
+            self._slots.release()
         return result
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Run the job in this process while a thread keeps its registry entry alive."""
-        execution = self.prepare_execution(job)
-        self._job_heartbeat.watch(job, execution)
+        """Prepare the job as RQ does, then start its run on the loop and return at once."""
         try:
-            self.perform_job(job, queue, execution)
-        finally:
-            self._job_heartbeat.release()
-        # No `set_state(IDLE)` round trip here: the dequeue loop sets it again right away.
-
-    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
-        """Stop renewing the job, then note its end.
-
-        RQ also heartbeats the job here to cover success/failure callbacks; run jobs have
-        none, and the entry is removed in the same breath, so that round trip is skipped.
-        """
-        self._job_heartbeat.release()
-        job.ended_at = now()
+            execution = self.prepare_execution(job)
+        except BaseException:
+            self._slots.release()
+            raise
+        flight = _InFlight(job, queue, execution)
+        with self._inflight_lock:
+            self._inflight[execution.id] = flight
+        self._count_in_flight()
+        try:
+            self.prepare_job_execution(job, remove_from_intermediate_queue=len(self.queues) == 1)
+            job.started_at = now()
+            flight.future = self._start_run(_run_payload(job), float(job.timeout or 0))
+        except BaseException as exc:
+            # Nothing runs: RQ's failure handling re-queues it (or fails it) as for any job.
+            failed: Future[str] = Future()
+            failed.set_exception(exc)
+            flight.future = failed
+            self._on_run_done(execution.id, failed)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        flight.future.add_done_callback(lambda done: self._on_run_done(execution.id, done))
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        """Warm shutdown: finish the current job, take no new one.
+        """Warm shutdown: take no new job, let every run in flight finish.
 
-        While idle (blocked in the dequeue) it stops at once, as RQ does. RQ's version also
-        talks to Redis inside the signal handler, which can deadlock on the connection pool's
-        lock if the signal lands while the main thread holds it; this one does not.
+        Never raises from the signal handler: the dequeue loop sees the flag within one
+        dequeue timeout, so a job popped at the moment of the signal is never stranded.
         """
         self._shutdown_requested_date = now()
         signal.signal(signal.SIGINT, self.request_force_stop)
         signal.signal(signal.SIGTERM, self.request_force_stop)
-        if self.get_state() == WorkerStatus.BUSY:
-            self._stop_requested = True
+        self._stop_requested = True
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """RQ's work loop, then a drain of the runs still in flight."""
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            self.drain()
+
+    def drain(self) -> None:
+        """Wait until every run in flight has ended and RQ knows it."""
+        if self._inflight:
+            log.info("waiting for %d runs in flight to finish", len(self._inflight))
+        while self._inflight:
+            time.sleep(0.05)
+            self.beat()
+        self._bookkeeper_stop.set()
+        self._bookkeeper.join(5)
+
+    @property
+    def in_flight(self) -> int:
+        """Runs of this process that have started and not yet been finished in RQ."""
+        return len(self._inflight)
+
+    # -- the bookkeeping thread ---------------------------------------------------------------
+
+    def _on_run_done(self, key: str, _future: Future[str]) -> None:
+        # Runs on the loop thread: free the slot now, leave the Redis writes to the bookkeeper.
+        self._slots.release()
+        self._done.put(key)
+
+    def _count_in_flight(self) -> None:
+        count = len(self._inflight)
+        self._in_flight_gauge.set(count)
+        self._free_gauge.set(max(0, self.concurrency - count))
+
+    def _bookkeep(self) -> None:
+        interval = float(self.job_monitoring_interval)
+        next_renewal = time.monotonic() + interval
+        while not self._bookkeeper_stop.is_set() or not self._done.empty():
+            try:
+                key: str | None = self._done.get(timeout=max(0.01, next_renewal - time.monotonic()))
+            except stdqueue.Empty:
+                key = None
+            if key is not None:
+                self._finish(key)
+            if time.monotonic() >= next_renewal:
+                next_renewal = time.monotonic() + interval
+                self._renew()
+
+    def _finish(self, key: str) -> None:
+        with self._inflight_lock:
+            flight = self._inflight.get(key)
+        if flight is None or flight.future is None:
             return
-        raise StopRequested()
+        job, queue, execution = flight.job, flight.queue, flight.execution
+        job.ended_at = now()
+        exc = flight.future.exception()
+        try:
+            if exc is None:
+                job._status = rqcompat.FINISHED
+                self.handle_job_success(job, queue, queue.started_job_registry, execution)
+            else:
+                log.error(
+                    "run job failed; RQ re-queues it while it has retries left: %s",
+                    "".join(traceback.format_exception_only(exc)).strip(),
+                    extra={"run_id": job.id},
+                )
+                exc_string = "".join(traceback.format_exception(exc))
+                self.handle_job_failure(job, queue, exc_string=exc_string, execution=execution)
+        except Exception as error:
+            # Redis away: the entry expires and maintenance re-queues the job; the run record
+            # decides whether that delivery does anything.
+            log.warning("could not finish job in RQ: %s", error, extra={"run_id": job.id})
+        with self._inflight_lock:
+            self._inflight.pop(key, None)
+        self._count_in_flight()
+
+    def _renew(self) -> None:
+        with self._inflight_lock:
+            flights = [(f.job, f.execution) for f in self._inflight.values()]
+        if not flights:
+            return
+        try:
+            rqcompat.renew(self, flights, self._job_ttl)
+        except Exception as exc:
+            # Redis away: the file goes stale, so /readyz tells; the runs go on.
+            log.warning("job heartbeat failed: %s", exc)
+            return
+        self.beat()
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        """RQ's worker state, kept without a round trip of its own while runs are in flight."""
+        if state == WorkerStatus.IDLE and self._inflight:
+            # Busy while anything runs; RQ would flip it to idle before every dequeue.
+            return
+        super().set_state(state, pipeline)
+
+
+def _run_payload(job: Job) -> RunJob:
+    if job.func_name != JOB_FUNCTION or not job.args or not isinstance(job.args[0], dict):
+        raise ValueError(f"job {job.id} is not a run job ({job.func_name})")
+    payload: RunJob = job.args[0]  # type: ignore[assignment]
+    return payload

@@ -20,8 +20,8 @@ SQLModel.metadata.naming_convention = {
 }
 metadata: MetaData = SQLModel.metadata
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-STEP_STATUSES = ("succeeded", "failed", "skipped")
+RUN_STATUSES = ("queued", "running", "waiting", "succeeded", "failed", "cancelled")
+STEP_STATUSES = ("succeeded", "failed", "skipped", "waiting")
 
 
 def utcnow() -> datetime:
@@ -97,6 +97,12 @@ class WorkflowRun(SQLModel, table=True):
             "started_at",
             postgresql_where=text("status = 'running'"),
         ),
+        # ...and for parked runs whose continuation is overdue (Redis lost it).
+        Index(
+            "ix_workflow_runs_waiting_resume",
+            "resume_at",
+            postgresql_where=text("status = 'waiting'"),
+        ),
     )
 
     id: uuid.UUID = Field(primary_key=True)
@@ -113,11 +119,16 @@ class WorkflowRun(SQLModel, table=True):
     started_at: datetime | None = _ts(default=None)
     finished_at: datetime | None = _ts(default=None)
     duration_ms: int | None = None
+    # Parked runs: when the timer fires, and the step it waits on (kept after the resume, so a
+    # redelivered continuation can take its run back; a first delivery never takes it then).
+    resume_at: datetime | None = _ts(default=None)
+    waiting_step: int | None = None
 
 
 class RunStep(SQLModel, table=True):
     __tablename__ = "run_steps"
-    __table_args__ = (Index("ix_run_steps_run_position", "run_id", "position"),)
+    # Unique: checkpoints upsert a step by its position.
+    __table_args__ = (Index("uq_run_steps_run_position", "run_id", "position", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigInteger)
     run_id: uuid.UUID = Field(foreign_key="workflow_runs.id", ondelete="CASCADE")
@@ -131,3 +142,6 @@ class RunStep(SQLModel, table=True):
     attempt: int = 1
     started_at: datetime | None = _ts(default=None)
     duration_ms: int | None = None
+    # The step's whole output while its run is unfinished, for a later delivery to resume from
+    # (effectful and parked steps only); the run's final write clears it.
+    resume_output: Any = Field(default=None, sa_type=JSONB, nullable=True)

@@ -10,6 +10,7 @@ from shared.nodes.contract import (
     NodeError,
     NodeSettings,
     NodeSpec,
+    Park,
     RetryableNodeError,
     RetryPolicy,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "NodeRegistry",
     "NodeSettings",
     "NodeSpec",
+    "Park",
     "RetryPolicy",
     "RetryableNodeError",
     "TemplateError",

@@ -24,6 +24,7 @@ __all__ = [
     "NodeError",
     "NodeSettings",
     "NodeSpec",
+    "Park",
     "RetryPolicy",
     "RetryableNodeError",
 ]
@@ -48,6 +49,8 @@ class NodeContext:
     attempt: int
     http: httpx.AsyncClient
     logger: logging.Logger
+    # A wait longer than this should return `Park` rather than hold the worker's slot.
+    park_after_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,17 @@ class NodeSpec(Generic[P]):
     `run(ctx, params)` receives params already rendered from templates and validated against
     `params_model`; it may be sync or async and returns a JSON-serialisable output, or a `Halt`.
     `secret_params` names params whose values the engine must never record.
+
+    `effects`: whether a run of the node changes something outside the run (calls an API,
+    sends a message). The engine records an effectful step durably before the next one starts
+    and never executes it again for the same run; pure steps are recomputed on resume. A
+    plugin that says nothing (None) is treated as effectful: repeating a pure step is harmless,
+    repeating a payment is not.
+
+    `blocking`: whether `run` may block the calling thread (synchronous I/O, heavy CPU). Such
+    nodes run in a worker thread, so the other runs sharing the process's event loop go on and
+    the step's timeout holds. None means "blocking when `run` is a plain function"; a cheap
+    synchronous node (the core `transform`, `filter`) says False and runs inline.
     """
 
     type: str
@@ -66,6 +80,25 @@ class NodeSpec(Generic[P]):
     params_model: builtins.type[P]
     run: Callable[[NodeContext, P], Any | Awaitable[Any]]
     secret_params: frozenset[str] = field(default_factory=frozenset)
+    effects: bool | None = None
+    blocking: bool | None = None
+
+    @property
+    def has_effects(self) -> bool:
+        """Whether the engine checkpoints this node's steps (unknown counts as yes)."""
+        return self.effects is not False
+
+    @property
+    def runs_in_thread(self) -> bool:
+        """Whether the engine runs `run` in a worker thread rather than on its event loop."""
+        if self.blocking is not None:
+            return self.blocking
+        return not inspect.iscoroutinefunction(self.run)
+
+    @property
+    def runs_inline(self) -> bool:
+        """Whether a step finishes without yielding to the loop (sync, non-blocking code)."""
+        return not self.runs_in_thread and not inspect.iscoroutinefunction(self.run)
 
     def params_schema(self) -> dict[str, Any]:
         """Return the JSON Schema of the params model (what `GET /nodes` shows)."""
@@ -88,6 +121,21 @@ class Halt:
 
     output: Any
     reason: str
+
+
+@dataclass(frozen=True)
+class Park:
+    """Returned by a node to end its step later, on any worker, without holding a slot meanwhile.
+
+    The run is checkpointed and shows status `waiting` with `resume_at` = now + `resume_in_s`.
+    At that time the step succeeds with `output`. With `callback`, a POST to the run's resume
+    URL (`run.resume_url`) before then ends the wait early, its JSON body becoming the output;
+    a callback wait that times out fails the step instead.
+    """
+
+    resume_in_s: float
+    output: Any = None
+    callback: bool = False
 
 
 class NodeError(Exception):
@@ -136,6 +184,13 @@ class NodeSettings(BaseModel):
     retry: RetryPolicy | None = None
     timeout_s: Annotated[float, Field(gt=0, le=3600)] | None = None
     continue_on_fail: bool = False
+    # `if` is a Python keyword: the field has another name, the definition says "if".
+    condition: str | None = Field(
+        default=None,
+        alias="if",
+        max_length=4096,
+        description="a template; when it renders falsy the step is skipped and the run goes on",
+    )
 
 
 class NodeDefinition(NodeSettings):

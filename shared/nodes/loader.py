@@ -12,6 +12,7 @@ import copy
 import importlib
 import importlib.metadata
 import logging
+import os
 import re
 import traceback
 from collections.abc import Iterable
@@ -177,17 +178,26 @@ def _load_entry_points(registry: NodeRegistry, group: str) -> None:
         registry.add(spec, source=source)
 
 
+# Extra plugin packages (importable names, comma-separated), loaded like `nodes/`: for plugins
+# mounted into an image without packaging them as entry points.
+EXTRA_PACKAGES_ENV = "AUTOMATEOS_NODE_PACKAGES"
+
+
 def load_registry(
     *, nodes_package: str = "nodes", entry_point_group: str = "automateos.nodes"
 ) -> NodeRegistry:
     """Discover every node type and return the registry; never raises on a bad plugin.
 
     Modules of `nodes_package` (files `*.py` not starting with `_`, each exposing
-    `NODE: NodeSpec`) load first, in name order, then the entry points of
-    `entry_point_group`; on a duplicate type the first one wins.
+    `NODE: NodeSpec`) load first, in name order, then those of the packages named in
+    `AUTOMATEOS_NODE_PACKAGES`, then the entry points of `entry_point_group`; on a duplicate
+    type the first one wins.
     """
     registry = NodeRegistry()
     _load_package(registry, nodes_package)
+    for extra in os.environ.get(EXTRA_PACKAGES_ENV, "").split(","):
+        if extra.strip():
+            _load_package(registry, extra.strip())
     _load_entry_points(registry, entry_point_group)
     if registry.errors:
         logger.warning(

@@ -129,8 +129,18 @@ def validate_nodes(nodes: Any, registry: NodeRegistry) -> list[Issue]:
                 )
             else:
                 seen[node_id] = index
+        issues.extend(_check_condition(label, item))
         issues.extend(_check_params(label, item, registry))
     return issues
+
+
+def _check_condition(label: str, item: dict[str, Any]) -> list[Issue]:
+    condition = item.get("if")
+    if not isinstance(condition, str):
+        return []  # absent, or a type error _check_definition reports
+    if not is_template(condition):
+        return [Issue(label, "if", 'must be a template such as "{{ trigger.body.amount > 100 }}"')]
+    return [Issue(label, "if", message) for _path, message in check_syntax({"if": condition})]
 
 
 def issues_to_detail(issues: Sequence[Issue]) -> list[dict[str, Any]]:

@@ -51,6 +51,12 @@ def _alert_override(override: dict[str, Any]) -> dict[str, Any]:
     return {"monitoring": {"prometheusRule": {"alerts": {"AutomateOSNoWorkers": override}}}}
 
 
+def _keda_list_length(manifest: Manifest) -> str:
+    triggers = manifest.component("ScaledObject", "worker")["spec"]["triggers"]
+    (redis,) = [t for t in triggers if t["type"] == "redis"]
+    return str(redis["metadata"]["listLength"])
+
+
 def _keda_list(manifest: Manifest) -> str:
     scaled = manifest.component("ScaledObject", "worker")
     (redis,) = [t for t in scaled["spec"]["triggers"] if t["type"] == "redis"]
@@ -246,6 +252,21 @@ class TestScaling:
             if t["type"] == "prometheus"
         ]
         assert 'queue="bulk-imports"' in prom["metadata"]["query"]
+
+    def test_keda_targets_one_pod_worth_of_jobs_by_default(self, helm) -> None:
+        # A pod takes processes x concurrency jobs off the list at once. The CI value set pins
+        # listLength; null lifts the pin back to the default.
+        keda = {"listLength": None, "prometheus": {"threshold": None}}
+        values = {"worker": {"processes": 3, "concurrency": 16, "autoscaling": {"keda": keda}}}
+        manifest = render(helm, KEDA, values=values)
+        pod = manifest.component("Deployment", "worker")["spec"]["template"]["spec"]
+        assert pod["containers"][0]["args"] == ["--processes", "3", "--concurrency", "16"]
+        triggers = manifest.component("ScaledObject", "worker")["spec"]["triggers"]
+        by_type = {t["type"]: t["metadata"] for t in triggers}
+        assert by_type["redis"]["listLength"] == "48"
+        assert by_type["prometheus"]["threshold"] == "48"
+        # Pinned (the CI value set's 8): used as given.
+        assert _keda_list_length(render(helm, KEDA)) == "8"
 
     def test_keda_reaches_redis_as_the_url_says(self, helm) -> None:
         manifest = render(helm, KEDA)

@@ -19,6 +19,7 @@ from opentelemetry.trace import StatusCode
 from starlette.types import Receive, Scope, Send
 
 from services.ingest.hooks.service import BodyTooLarge, WebhookService
+from shared.hooks import RESUME_PATH
 from shared.service import RequestMetricsMiddleware
 from shared.telemetry import HTTP_METHOD, HTTP_ROUTE, HTTP_STATUS_CODE, entry_span
 
@@ -160,7 +161,13 @@ class IngestApp:
         self._hooks = RequestMetricsMiddleware(HookEndpoint(api), service=service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(HOOK_PREFIX):
+        path = scope.get("path", "")
+        # Resume callbacks are rare and go through FastAPI like any other route.
+        if (
+            scope["type"] == "http"
+            and path.startswith(HOOK_PREFIX)
+            and not path.startswith(RESUME_PATH)
+        ):
             await self._hooks(scope, receive, send)
         else:
             await self.api(scope, receive, send)

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.db.models import metadata
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+# A first delivery (or a redelivery of it) may take over only a run nobody parked yet.
+CLAIMABLE_STATUSES = ("queued", "running")
 IDEMPOTENCY_CONSTRAINT = "uq_workflow_runs_idempotency"
 WORKFLOW_FK_CONSTRAINT = "fk_workflow_runs_workflow_id_workflows"
 
@@ -53,8 +55,9 @@ def _build_start() -> Any:
             "finished_at": None,
             "duration_ms": None,
         },
-        # A redelivered job whose run already ended must not run again.
-        where=runs.c.status.not_in(TERMINAL_STATUSES),
+        # A redelivered job whose run already ended must not run again, and one whose run
+        # was parked meanwhile leaves it to the continuation.
+        where=runs.c.status.in_(CLAIMABLE_STATUSES) & runs.c.waiting_step.is_(None),
     ).returning(runs.c.attempt)
 
 
@@ -67,27 +70,83 @@ _HOLDER_OF_KEY = select(runs.c.id).where(
     runs.c.workflow_id == bindparam("workflow_id"),
     runs.c.idempotency_key == bindparam("idempotency_key"),
 )
-_FINISH = text(
-    """
+# The continuation of a run parked at step :position. A run resumed from that step and still
+# `running` was left by a continuation that died: its redelivery takes it over.
+_RESUME = (
+    update(runs)
+    .where(
+        runs.c.id == bindparam("run_id"),
+        runs.c.waiting_step == bindparam("position"),
+        runs.c.status.in_(("waiting", "running")),
+    )
+    .values(
+        status="running",
+        attempt=runs.c.attempt + 1,
+        started_at=bindparam("started_at"),
+        resume_at=None,
+    )
+    .returning(runs.c.attempt)
+)
+_STEP_COLUMNS = """
+    position int, node_id text, type text, status text, input jsonb, output jsonb,
+    error text, attempt int, started_at timestamptz, duration_ms int, resume_output jsonb"""
+# Built from constants only (no user input), hence the noqa on the f-strings below.
+_UPSERT_STEPS = f"""
+    INSERT INTO run_steps (run_id, position, node_id, type, status, input, output, error,
+                           attempt, started_at, duration_ms, resume_output)
+    SELECT run.id, s.position, s.node_id, s.type, s.status, s.input, s.output, s.error,
+           s.attempt, s.started_at, s.duration_ms, s.resume_output
+    FROM run, jsonb_to_recordset(CAST(:steps AS jsonb)) AS s({_STEP_COLUMNS})
+    ON CONFLICT (run_id, position) DO UPDATE SET
+        node_id = EXCLUDED.node_id, type = EXCLUDED.type, status = EXCLUDED.status,
+        input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error,
+        attempt = EXCLUDED.attempt, started_at = EXCLUDED.started_at,
+        duration_ms = EXCLUDED.duration_ms, resume_output = EXCLUDED.resume_output
+"""  # noqa: S608
+# Steps written while the run goes on, if this delivery still owns it (same attempt, still
+# running): a cancelled or taken-over run is not written to, and the caller stops.
+_CHECKPOINT = text(
+    f"""
+    WITH run AS (
+        SELECT id FROM workflow_runs
+        WHERE id = :run_id AND attempt = :attempt AND status = 'running'
+    ), upserted AS ({_UPSERT_STEPS})
+    SELECT count(*) FROM run
+    """  # noqa: S608
+).bindparams(bindparam("run_id", type_=runs.c.id.type))
+_PARK = text(
+    f"""
     WITH run AS (
         UPDATE workflow_runs
-        SET status = :status, error = :error, finished_at = :finished_at,
-            duration_ms = :duration_ms
+        SET status = 'waiting', resume_at = :resume_at, waiting_step = :position
         WHERE id = :run_id AND attempt = :attempt AND status = 'running'
         RETURNING id
-    ), earlier AS (
-        DELETE FROM run_steps WHERE run_id IN (SELECT id FROM run)
-    ), added AS (
-        INSERT INTO run_steps (run_id, position, node_id, type, status, input, output, error,
-                               attempt, started_at, duration_ms)
-        SELECT run.id, s.position, s.node_id, s.type, s.status, s.input, s.output, s.error,
-               s.attempt, s.started_at, s.duration_ms
-        FROM run, jsonb_to_recordset(CAST(:steps AS jsonb)) AS s(
-            position int, node_id text, type text, status text, input jsonb, output jsonb,
-            error text, attempt int, started_at timestamptz, duration_ms int)
-    )
+    ), upserted AS ({_UPSERT_STEPS})
     SELECT count(*) FROM run
+    """  # noqa: S608
+).bindparams(bindparam("run_id", type_=runs.c.id.type))
+_RECORDED_STEPS = text(
     """
+    SELECT position, node_id, type, status, input, output, error, attempt, started_at,
+           duration_ms, resume_output
+    FROM run_steps WHERE run_id = :run_id AND resume_output IS NOT NULL
+    """
+).bindparams(bindparam("run_id", type_=runs.c.id.type))
+# A run cancelled while this delivery ran stays `cancelled` (with its error), but gets the
+# steps this delivery executed. Every position of the version is written (an earlier
+# delivery's rows are overwritten), and the resume copies of outputs go with the rewrite.
+_FINISH = text(
+    f"""
+    WITH run AS (
+        UPDATE workflow_runs
+        SET status = CASE WHEN status = 'cancelled' THEN status ELSE :status END,
+            error = CASE WHEN status = 'cancelled' THEN error ELSE :error END,
+            finished_at = :finished_at, duration_ms = :duration_ms, resume_at = NULL
+        WHERE id = :run_id AND attempt = :attempt AND status IN ('running', 'cancelled')
+        RETURNING id
+    ), upserted AS ({_UPSERT_STEPS})
+    SELECT count(*) FROM run
+    """  # noqa: S608
 ).bindparams(bindparam("run_id", type_=runs.c.id.type))
 
 
@@ -162,6 +221,59 @@ async def start_run(conn: AsyncConnection, values: dict[str, Any]) -> StartResul
     return StartedRun(int(attempt))
 
 
+async def resume_run(
+    conn: AsyncConnection, run_id: uuid.UUID, position: int, started_at: datetime
+) -> int | None:
+    """Take a parked run back (`running`, attempt + 1) to resume it at step `position`.
+
+    None when the run is not parked there any more (cancelled, finished, resumed elsewhere).
+    """
+    attempt = await conn.scalar(
+        _RESUME, {"run_id": run_id, "position": position, "started_at": started_at}
+    )
+    return None if attempt is None else int(attempt)
+
+
+async def recorded_steps(conn: AsyncConnection, run_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The steps earlier deliveries recorded for reuse (effectful and parked steps)."""
+    rows = await conn.execute(_RECORDED_STEPS, {"run_id": run_id})
+    return [dict(row._mapping) for row in rows]
+
+
+async def checkpoint(
+    conn: AsyncConnection, run_id: uuid.UUID, attempt: int, steps: list[dict[str, Any]]
+) -> bool:
+    """Write these steps now; False when the run is no longer this delivery's to continue."""
+    written = await conn.scalar(
+        _CHECKPOINT,
+        {"run_id": run_id, "attempt": attempt, "steps": orjson.dumps(steps).decode()},
+    )
+    return bool(written)
+
+
+async def park_run(
+    conn: AsyncConnection,
+    *,
+    run_id: uuid.UUID,
+    attempt: int,
+    position: int,
+    resume_at: datetime,
+    steps: list[dict[str, Any]],
+) -> bool:
+    """Mark the run `waiting` at step `position` until `resume_at`, with its steps so far."""
+    parked = await conn.scalar(
+        _PARK,
+        {
+            "run_id": run_id,
+            "attempt": attempt,
+            "position": position,
+            "resume_at": resume_at,
+            "steps": orjson.dumps(steps).decode(),
+        },
+    )
+    return bool(parked)
+
+
 async def record_duplicate(
     conn: AsyncConnection, values: dict[str, Any], error: str, now: datetime
 ) -> None:
@@ -226,15 +338,38 @@ async def finish_run(
 
 async def stale_running_runs(
     conn: AsyncConnection, started_before: datetime, limit: int
-) -> list[uuid.UUID]:
-    """Runs still `running` that started before `started_before`, oldest first (bounded)."""
+) -> list[tuple[uuid.UUID, int | None]]:
+    """Runs still `running` that started before `started_before`, oldest first (bounded).
+
+    Each with the step it last resumed at (None if never parked), which names its RQ job.
+    """
     stmt = (
-        select(runs.c.id)
+        select(runs.c.id, runs.c.waiting_step)
         .where(runs.c.status == "running", runs.c.started_at < started_before)
         .order_by(runs.c.started_at)
         .limit(limit)
     )
-    return list((await conn.scalars(stmt)).all())
+    return [(row.id, row.waiting_step) for row in await conn.execute(stmt)]
+
+
+async def overdue_waiting_runs(
+    conn: AsyncConnection, due_before: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Parked runs that should have resumed before `due_before`, oldest first (bounded)."""
+    stmt = (
+        select(
+            runs.c.id,
+            runs.c.workflow_id,
+            runs.c.owner_id,
+            runs.c.workflow_version,
+            runs.c.trigger,
+            runs.c.waiting_step,
+        )
+        .where(runs.c.status == "waiting", runs.c.resume_at < due_before)
+        .order_by(runs.c.resume_at)
+        .limit(limit)
+    )
+    return [dict(row._mapping) for row in await conn.execute(stmt)]
 
 
 async def fail_lost_runs(
@@ -267,10 +402,15 @@ __all__ = [
     "StartResult",
     "StartedRun",
     "WorkflowGone",
+    "checkpoint",
     "fail_lost_runs",
     "finish_run",
     "load_nodes",
+    "overdue_waiting_runs",
+    "park_run",
     "record_duplicate",
+    "recorded_steps",
+    "resume_run",
     "stale_running_runs",
     "start_run",
 ]

@@ -1,116 +1,111 @@
 """Run a workflow's nodes in order and describe what happened, step by step.
 
-No I/O of its own besides what the nodes do: the caller loads the definition and writes the
-records, so a run costs the database nothing while its nodes execute.
+No I/O of its own besides what the nodes do and what it asks of its `RunHooks`: the engine
+(service.py) loads the definition, writes checkpoints and the final record, parks and cancels.
+
+Durable execution, Temporal's idea without its machinery: an effectful step's record is
+written (`hooks.checkpoint`) before the next step starts, and a later delivery of the same run
+reuses that record instead of executing the step again; pure steps are cheaper to recompute
+than to store, so a run of pure nodes writes nothing until its end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import random
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
-from opentelemetry.trace import Span, StatusCode, get_current_span
-from pydantic import ValidationError
 
-from services.worker import metrics
-from services.worker.engine.records import record_payload, redact
-from shared.nodes import (
-    Halt,
-    NodeContext,
-    NodeDefinition,
-    NodeError,
-    NodeRegistry,
-    NodeSpec,
-    RetryableNodeError,
-    render,
+from services.worker.engine.records import encode_json, record_payload
+from services.worker.engine.steps import (
+    FAILED,
+    SKIPPED,
+    SUCCEEDED,
+    WAITING,
+    RunIdentity,
+    StepExecutor,
+    StepRecord,
+    StepResult,
+    observe,
 )
-from shared.telemetry import NODE_ATTEMPTS, NODE_ID, NODE_STATUS, NODE_TYPE, tracer
+from services.worker.loop import EngineLoop
+from shared.hooks import resume_url
+from shared.nodes import NodeDefinition, NodeError, NodeRegistry, Park, render
 
-log = logging.getLogger(__name__)
-_tracer = tracer(__name__)
+CANCELLED = "cancelled"
 
-SUCCEEDED, FAILED, SKIPPED = "succeeded", "failed", "skipped"
-# Metric label for a node type this worker does not know: the type comes from user data.
-UNKNOWN_TYPE_LABEL = "unknown"
+__all__ = [
+    "CANCELLED",
+    "FAILED",
+    "SKIPPED",
+    "SUCCEEDED",
+    "WAITING",
+    "NodeRunner",
+    "ParkRequest",
+    "RecordedStep",
+    "Resume",
+    "RunHooks",
+    "RunIdentity",
+    "RunOutcome",
+    "StepRecord",
+]
+
+
+@dataclass(frozen=True)
+class RecordedStep:
+    """A step an earlier delivery recorded: reused as is when its node had effects."""
+
+    record: StepRecord
+    output: Any
+
+
+@dataclass(frozen=True)
+class ParkRequest:
+    """Where the run parks: the waiting step's position and when it resumes."""
+
+    position: int
+    resume_at: datetime
+    park: Park
 
 
 @dataclass
-class StepRecord:
-    """One `run_steps` row; payloads already redacted, truncated and encoded."""
+class Resume:
+    """What earlier deliveries left: recorded steps, and the parked step this one resumes."""
 
-    position: int
-    node_id: str
-    type: str
-    status: str
-    input: orjson.Fragment | None = None
-    output: orjson.Fragment | None = None
-    error: str | None = None
-    attempt: int = 0
-    started_at: datetime | None = None
-    duration_ms: int | None = None
-
-    def as_row(self) -> dict[str, Any]:
-        """The row as `jsonb_to_recordset` reads it (see the repository)."""
-        return {
-            "position": self.position,
-            "node_id": self.node_id,
-            "type": self.type,
-            "status": self.status,
-            "input": self.input,
-            "output": self.output,
-            "error": self.error,
-            "attempt": self.attempt,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "duration_ms": self.duration_ms,
-        }
+    recorded: dict[int, RecordedStep] = field(default_factory=dict)
+    parked_position: int | None = None
 
 
 @dataclass
 class RunOutcome:
-    """The result of running every node: final status, the run's error, all steps."""
+    """The result of running the nodes: final status, the run's error, all steps so far."""
 
     status: str
     error: str | None
     steps: list[StepRecord]
+    park: ParkRequest | None = None
 
 
-@dataclass(frozen=True)
-class RunIdentity:
-    """What the nodes and the templating context know about the run."""
+class RunHooks(Protocol):
+    """What the runner asks of the engine while a run executes."""
 
-    run_id: str
-    workflow_id: str
-    attempt: int
+    def cancelled(self) -> bool:
+        """Whether the run was cancelled (checked at every step boundary)."""
 
+    async def checkpoint(self, steps: Sequence[StepRecord]) -> bool:
+        """Durably record these steps; False when the run is no longer ours to continue."""
 
-class _StepFailed(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        location = ".".join(str(part) for part in error["loc"]) or "params"
-        parts.append(f"{location}: {error['msg']}")
-    return "params invalid after rendering: " + "; ".join(parts)
+    async def take_callback(self) -> tuple[bool, Any]:
+        """The resume URL's callback for a parked `wait_for_callback`: (arrived, body)."""
 
 
 class NodeRunner:
-    """Executes nodes with templating, validation, timeouts and retries.
-
-    One instance per process: it holds the node registry and the guarded HTTP client every
-    node shares.
-    """
+    """Executes runs' nodes; one per process, shared by every run in flight."""
 
     def __init__(
         self,
@@ -119,14 +114,34 @@ class NodeRunner:
         *,
         payload_max_bytes: int,
         max_retry_wait_s: float,
-        jitter: Callable[[float, float], float] = random.uniform,
+        engine_loop: EngineLoop | None = None,
+        public_url: str = "",
+        resume_key: bytes = b"",
+        park_after_s: float = 5.0,
     ) -> None:
         self.registry = registry
-        self.http = http
-        self.payload_max_bytes = payload_max_bytes
-        self.max_retry_wait_s = max_retry_wait_s
-        self._jitter = jitter
-        self._loggers: dict[str, logging.Logger] = {}
+        self.public_url = public_url
+        self.resume_key = resume_key
+        self.steps = StepExecutor(
+            http,
+            payload_max_bytes=payload_max_bytes,
+            max_retry_wait_s=max_retry_wait_s,
+            engine_loop=engine_loop,
+            park_after_s=park_after_s,
+        )
+
+    def context(self, run: RunIdentity, trigger: Mapping[str, Any]) -> dict[str, Any]:
+        """The templating context a run starts with."""
+        return {
+            "trigger": trigger,
+            "steps": {},
+            "run": {
+                "id": run.run_id,
+                "workflow_id": run.workflow_id,
+                "attempt": run.attempt,
+                "resume_url": resume_url(self.public_url, self.resume_key, run.run_id),
+            },
+        }
 
     async def run(
         self,
@@ -134,35 +149,83 @@ class NodeRunner:
         trigger: Mapping[str, Any],
         nodes: Sequence[NodeDefinition],
         deadline: float,
+        hooks: RunHooks,
+        resume: Resume | None = None,
     ) -> RunOutcome:
-        """Run `nodes` in order until one fails, halts, or `deadline` (loop time) passes.
+        """Run `nodes` in order until one fails, halts, parks, or `deadline` (loop time) passes.
 
-        Every node gets a record: the ones never reached are `skipped`.
+        Every node gets a record: the ones never reached are `skipped` (except after a park,
+        where the rest is still to come).
         """
-        context: dict[str, Any] = {
-            "trigger": trigger,
-            "steps": {},
-            "run": {"id": run.run_id, "workflow_id": run.workflow_id, "attempt": run.attempt},
-        }
+        resume = resume or Resume()
+        context = self.context(run, trigger)
         steps: list[StepRecord] = []
+        pending: list[StepRecord] = []  # records not written yet (pure steps since a checkpoint)
         status, error, skip_note = SUCCEEDED, None, None
+        park: ParkRequest | None = None
         current: StepRecord | None = None
         step_clock = 0.0
         try:
             async with asyncio.timeout_at(deadline):
                 for position, node in enumerate(nodes):
-                    current = StepRecord(position, node.id, node.type, "running")
-                    current.started_at = datetime.now(UTC)
-                    step_clock = time.perf_counter()
-                    steps.append(current)
-                    halted, failure = await self._step(run, node, current, context, deadline)
-                    current = None
-                    if halted is not None:
-                        skip_note = f"skipped: {halted} (run ended by node '{node.id}')"
+                    if hooks.cancelled():
+                        status, error = CANCELLED, "cancelled"
+                        skip_note = "skipped: run cancelled"
                         break
-                    if failure is not None and not node.continue_on_fail:
+                    recorded = resume.recorded.get(position)
+                    spec = self.registry.get(node.type)
+                    if position == resume.parked_position and recorded is not None:
+                        current = _restart(recorded.record)
+                        steps.append(current)
+                        result = await self._end_park(node, current, recorded, hooks)
+                    elif recorded is not None and (spec is None or spec.has_effects):
+                        # Executed by an earlier delivery: its effect happened, never repeat it.
+                        steps.append(recorded.record)
+                        context["steps"][node.id] = recorded.output
+                        failed = recorded.record.status == FAILED
+                        result = StepResult(
+                            recorded.output, failure=recorded.record.error if failed else None
+                        )
+                    else:
+                        current = StepRecord(position, node.id, node.type, "running")
+                        current.started_at = datetime.now(UTC)
+                        step_clock = time.perf_counter()
+                        steps.append(current)
+                        skipped = self._skip_reason(node, context, current)
+                        if skipped is not None:
+                            current.status, current.error = SKIPPED, skipped
+                            context["steps"][node.id] = None
+                            pending.append(current)
+                            current = None
+                            continue
+                        if current.status == FAILED:
+                            result = StepResult(None, failure=current.error)
+                        else:
+                            result = await self.steps.step(
+                                run, node, spec, current, context, deadline
+                            )
+                        if result.park is not None:
+                            park = self._park(position, current, result.park, context)
+                            status, current = WAITING, None
+                            break
+                        if spec is not None and spec.has_effects:
+                            if not await hooks.checkpoint([*pending, current]):
+                                status, error = CANCELLED, "cancelled"
+                                skip_note = "skipped: run cancelled"
+                                current = None
+                                break
+                            pending.clear()
+                        else:
+                            pending.append(current)
+                    current = None
+                    # A failed step's output is only visible to later steps when the run goes on.
+                    context["steps"][node.id] = result.output
+                    if result.halted is not None:
+                        skip_note = f"skipped: {result.halted} (run ended by node '{node.id}')"
+                        break
+                    if result.failure is not None and not node.continue_on_fail:
                         status = FAILED
-                        error = f"node '{node.id}' ({node.type}) failed: {failure}"
+                        error = f"node '{node.id}' ({node.type}) failed: {result.failure}"
                         skip_note = f"skipped: node '{node.id}' failed"
                         break
         except TimeoutError:
@@ -174,177 +237,81 @@ class NodeRunner:
                 current.status = FAILED
                 current.error = "interrupted: the run's deadline was exceeded"
                 current.duration_ms = int((time.perf_counter() - step_clock) * 1000)
-                self._observe(current.type, FAILED, time.perf_counter() - step_clock)
-        for node in nodes[len(steps) :]:
-            steps.append(
-                StepRecord(len(steps), node.id, node.type, SKIPPED, error=skip_note, attempt=0)
-            )
-        return RunOutcome(status, error, steps)
+                observe(current.type, FAILED, time.perf_counter() - step_clock)
+        if park is None:
+            for node in nodes[len(steps) :]:
+                steps.append(StepRecord(len(steps), node.id, node.type, SKIPPED, error=skip_note))
+        return RunOutcome(status, error, steps, park)
 
-    async def _step(
-        self,
-        run: RunIdentity,
-        node: NodeDefinition,
-        record: StepRecord,
-        context: dict[str, Any],
-        deadline: float,
-    ) -> tuple[str | None, str | None]:
-        """Run one node into `record`; return (halt reason, failure message).
+    def _park(
+        self, position: int, record: StepRecord, park: Park, context: dict[str, Any]
+    ) -> ParkRequest:
+        """Describe the park: what the waiting step shows, and what its resume needs."""
+        resume_at = datetime.fromtimestamp(time.time() + park.resume_in_s, tz=UTC)
+        shown: dict[str, Any] = {"resume_at": resume_at.isoformat()}
+        if park.callback:
+            shown["resume_url"] = context["run"]["resume_url"]
+            shown["timeout_s"] = park.resume_in_s
+        record.output = record_payload(shown, self.steps.payload_max_bytes)
+        state = {"callback": park.callback, "timeout_s": park.resume_in_s, "output": park.output}
+        record.resume_output = orjson.Fragment(encode_json(state))
+        return ParkRequest(position, resume_at, park)
 
-        The node is one span, `node <type>`, current while it runs (so the http_request node's
-        outgoing call carries it), a child of the run's span.
+    def _skip_reason(
+        self, node: NodeDefinition, context: dict[str, Any], record: StepRecord
+    ) -> str | None:
+        """Evaluate the node's `if`; the skip note when it is falsy, None to run the node.
+
+        A condition that cannot be evaluated fails the step (the record says why).
         """
-        spec = self.registry.get(node.type)
-        # The type comes from user data: an unknown one must not become a span name.
-        name = f"node {node.type if spec else UNKNOWN_TYPE_LABEL}"
-        with _tracer.start_as_current_span(
-            name, attributes={NODE_ID: node.id, NODE_TYPE: node.type}
-        ) as span:
-            try:
-                return await self._traced_step(run, node, spec, record, context, deadline, span)
-            except asyncio.CancelledError:
-                # The run's deadline cut the node short (run() turns it into a failed step).
-                span.set_attributes({NODE_ATTEMPTS: record.attempt, NODE_STATUS: FAILED})
-                span.set_status(StatusCode.ERROR, "interrupted: the run's deadline was exceeded")
-                raise
-
-    async def _traced_step(
-        self,
-        run: RunIdentity,
-        node: NodeDefinition,
-        spec: NodeSpec[Any] | None,
-        record: StepRecord,
-        context: dict[str, Any],
-        deadline: float,
-        span: Span,
-    ) -> tuple[str | None, str | None]:
-        started = time.perf_counter()
-        halted: str | None = None
-        failure: str | None = None
-        output: Any = None
+        if node.condition is None:
+            return None
         try:
-            if spec is None:
-                record.input = record_payload(redact(node.params), self.payload_max_bytes)
-                raise _StepFailed(f"unknown node type {node.type!r} (no such plugin loaded)")
-            output, halted = await self._execute(run, node, spec, record, context, deadline)
-            record.status = SUCCEEDED
-        except _StepFailed as exc:
-            failure = exc.message
-            record.status = FAILED
-            record.error = failure
-            output = {"error": failure}
-            # The node's own error (its type and message) when there is one, else ours.
-            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-            span.record_exception(cause, attributes={"exception.message": failure})
-            span.set_status(StatusCode.ERROR, failure)
-        span.set_attributes({NODE_ATTEMPTS: record.attempt, NODE_STATUS: record.status})
-        # A failed step's output is only visible to later steps when the run goes on.
-        context["steps"][node.id] = output
-        record.output = record_payload(redact(output), self.payload_max_bytes)
-        elapsed = time.perf_counter() - started
-        record.duration_ms = int(elapsed * 1000)
-        self._observe(node.type if spec else UNKNOWN_TYPE_LABEL, record.status, elapsed)
-        return halted, failure
-
-    async def _execute(
-        self,
-        run: RunIdentity,
-        node: NodeDefinition,
-        spec: NodeSpec[Any],
-        record: StepRecord,
-        context: dict[str, Any],
-        deadline: float,
-    ) -> tuple[Any, str | None]:
-        try:
-            rendered = render(node.params, context)
+            holds = render(node.condition, context)
         except NodeError as exc:
-            record.input = record_payload(
-                redact(node.params, spec.secret_params), self.payload_max_bytes
-            )
-            raise _StepFailed(exc.message) from exc
-        record.input = record_payload(redact(rendered, spec.secret_params), self.payload_max_bytes)
-        try:
-            params = spec.params_model.model_validate(rendered)
-        except ValidationError as exc:
-            raise _StepFailed(_validation_message(exc)) from exc
+            record.status, record.error = FAILED, f"condition failed: {exc.message}"
+            return None
+        if holds:
+            return None
+        return f"skipped: condition {node.condition!r} was false"
 
-        loop = asyncio.get_running_loop()
-        max_retries = node.retry.max if node.retry else 0
-        tries = 0
-        while True:
-            tries += 1
-            record.attempt = tries
-            ctx = NodeContext(
-                run_id=run.run_id,
-                workflow_id=run.workflow_id,
-                node_id=node.id,
-                attempt=tries,
-                http=self.http,
-                logger=self._logger(spec.type),
-            )
-            try:
-                if node.timeout_s is not None:
-                    async with asyncio.timeout(node.timeout_s):
-                        result = await spec.execute(ctx, params)
-                else:
-                    result = await spec.execute(ctx, params)
-            except TimeoutError as exc:
-                # Our own per-node timeout; the run's deadline surfaces as a cancellation instead.
-                error: NodeError = RetryableNodeError(f"timed out after {node.timeout_s:g}s")
-                error.__cause__ = exc
-            except NodeError as exc:
-                error = exc
-            except Exception as exc:
-                # A plugin bug must fail its step, not the worker; the traceback goes to the log.
-                log.exception(
-                    "node raised an unexpected error",
-                    extra={
-                        "run_id": run.run_id,
-                        "workflow_id": run.workflow_id,
-                        "node_id": node.id,
-                    },
-                )
-                error = NodeError(f"{type(exc).__name__}: {exc}")
+    async def _end_park(
+        self,
+        node: NodeDefinition,
+        record: StepRecord,
+        recorded: RecordedStep,
+        hooks: RunHooks,
+    ) -> StepResult:
+        """Finish the parked step this delivery resumes: the timer fired or the callback came."""
+        spec = self.registry.get(node.type)
+        parked = recorded.output if isinstance(recorded.output, dict) else {}
+        if parked.get("callback"):
+            arrived, body = await hooks.take_callback()
+            if arrived:
+                record.status, output = SUCCEEDED, body
             else:
-                if isinstance(result, Halt):
-                    return result.output, result.reason
-                return result, None
+                message = f"no callback within {parked.get('timeout_s', 0):g}s"
+                record.status, record.error, output = FAILED, message, {"error": message}
+        else:
+            record.status, output = SUCCEEDED, parked.get("output")
+        self.steps.record_output(record, spec, output)
+        if record.started_at is not None:
+            waited = (datetime.now(UTC) - record.started_at).total_seconds()
+            record.duration_ms = int(waited * 1000)
+        observe(node.type if spec else "unknown", record.status, 0.0)
+        if record.status == FAILED:
+            return StepResult(output, failure=record.error)
+        return StepResult(output)
 
-            if not error.retryable or tries > max_retries:
-                raise _StepFailed(error.message) from error
-            wait = self._retry_wait(error, node, tries)
-            if loop.time() + wait >= deadline:
-                raise _StepFailed(f"{error.message} (no time left in the run to retry)") from error
-            metrics.NODE_RETRIES.labels(spec.type).inc()
-            get_current_span().add_event(
-                "retry", {"attempt": tries, "wait_s": wait, "error": error.message}
-            )
-            log.info(
-                "retrying node in %.2fs after: %s",
-                wait,
-                error.message,
-                extra={"run_id": run.run_id, "workflow_id": run.workflow_id, "node_id": node.id},
-            )
-            await asyncio.sleep(wait)
 
-    def _retry_wait(self, error: NodeError, node: NodeDefinition, tries: int) -> float:
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            # The server said when; waiting less would only earn another 429/503.
-            return float(min(max(0.0, retry_after), self.max_retry_wait_s))
-        backoff = node.retry.backoff if node.retry else 0.0
-        # Full jitter: retries of many runs against one flaky API spread out instead of
-        # arriving in synchronised waves.
-        ceiling = min(self.max_retry_wait_s, backoff * 2 ** (tries - 1))
-        return self._jitter(0.0, ceiling)
-
-    def _logger(self, node_type: str) -> logging.Logger:
-        logger = self._loggers.get(node_type)
-        if logger is None:
-            logger = self._loggers[node_type] = logging.getLogger(f"automateos.node.{node_type}")
-        return logger
-
-    @staticmethod
-    def _observe(node_type: str, status: str, seconds: float) -> None:
-        metrics.NODE_EXECUTIONS.labels(node_type, status).inc()
-        metrics.NODE_DURATION.labels(node_type, status).observe(seconds)
+def _restart(record: StepRecord) -> StepRecord:
+    # The parked step's record, to be completed by this delivery.
+    return StepRecord(
+        record.position,
+        record.node_id,
+        record.type,
+        WAITING,
+        input=record.input,
+        attempt=record.attempt,
+        started_at=record.started_at,
+    )

@@ -1,28 +1,40 @@
-"""One delivery of a run job: claim the run, run its nodes, record the outcome.
+"""One delivery of a run job: claim the run, run its nodes, record or park the outcome.
 
-Two statements per run reach PostgreSQL (the claim and the final write) plus one the first
-time a process meets a workflow version; nothing is written while nodes execute.
+A run of pure nodes costs two statements (the claim and the final write) plus one the first
+time a process meets a workflow version. An effectful step adds one (its checkpoint, written
+before the next step starts); a redelivered or resumed run one more (the steps to reuse); a
+long wait parks the run: one statement, then its continuation is scheduled in Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
+import orjson
 from opentelemetry.trace import Span, SpanKind, StatusCode
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.worker import metrics
 from services.worker.engine import repository
-from services.worker.engine.records import redact
-from services.worker.engine.runner import FAILED, NodeRunner, RunIdentity, RunOutcome
+from services.worker.engine.cancels import CancelWatch
+from services.worker.engine.delivery import DeliveryConnection, DeliveryHooks
+from services.worker.engine.parking import Parking
+from services.worker.engine.records import encode_json, redact
+from services.worker.engine.runner import (
+    FAILED,
+    WAITING,
+    NodeRunner,
+    RecordedStep,
+    Resume,
+    RunIdentity,
+    RunOutcome,
+    StepRecord,
+)
 from services.worker.engine.versions import LoadedVersion, VersionCache, parse_nodes
 from shared.queue import RunJob
 from shared.telemetry import (
@@ -37,8 +49,6 @@ from shared.telemetry import (
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
-
-T = TypeVar("T")
 
 # The claim is cheap to retry; the final write is worth waiting for, because failing it means
 # the job is re-run and its nodes' side effects happen again.
@@ -65,22 +75,41 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _is_transient(exc: BaseException) -> bool:
-    # Connection-level failures (server restarting, network blip), not bad statements.
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    return isinstance(exc, OSError | TimeoutError)
+def _recorded(row: dict[str, Any]) -> RecordedStep:
+    def fragment(value: Any) -> orjson.Fragment | None:
+        return None if value is None else orjson.Fragment(encode_json(value))
+
+    record = StepRecord(
+        row["position"],
+        row["node_id"],
+        row["type"],
+        row["status"],
+        input=fragment(row["input"]),
+        output=fragment(row["output"]),
+        error=row["error"],
+        attempt=row["attempt"],
+        started_at=row["started_at"],
+        duration_ms=row["duration_ms"],
+        resume_output=fragment(row["resume_output"]),
+    )
+    return RecordedStep(record, row["resume_output"])
 
 
 class RunEngine:
     """Executes run jobs against one database engine, node runner and version cache."""
 
-    def __init__(self, db: AsyncEngine, runner: NodeRunner, versions: VersionCache) -> None:
+    def __init__(
+        self,
+        db: AsyncEngine,
+        runner: NodeRunner,
+        versions: VersionCache,
+        parking: Parking,
+    ) -> None:
         self.db = db
         self.runner = runner
         self.versions = versions
+        self.parking = parking
+        self.cancels = CancelWatch(parking.client)
 
     async def execute(self, job: RunJob, *, job_timeout_s: float) -> str:
         """Run one delivery of `job`; return what happened (a run status, or why nothing ran).
@@ -101,19 +130,19 @@ class RunEngine:
                 WORKFLOW_VERSION: job["workflow_version"],
             },
         ) as span:
-            db = _DeliveryConnection(self.db)
+            db = DeliveryConnection(self.db)
             try:
                 result = await self._execute(job, job_timeout_s, db, span)
             finally:
+                self.cancels.forget(job["run_id"])
                 await db.close()
             span.set_attribute(RUN_STATUS, result)
             return result
 
     async def _execute(
-        self, job: RunJob, job_timeout_s: float, db: _DeliveryConnection, span: Span
+        self, job: RunJob, job_timeout_s: float, db: DeliveryConnection, span: Span
     ) -> str:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + run_budget(job_timeout_s)
+        deadline = asyncio.get_running_loop().time() + run_budget(job_timeout_s)
         clock = time.perf_counter()
         started_at = datetime.now(UTC)
         run_id = uuid.UUID(job["run_id"])
@@ -121,6 +150,75 @@ class RunEngine:
         trigger = job["trigger"]
         ids = {"run_id": job["run_id"], "workflow_id": job["workflow_id"]}
         received_at = _parse_time(trigger.get("received_at"))
+        resume_step = job.get("resume_step")
+        flag = self.cancels.track(job["run_id"])
+
+        if resume_step is None:
+            attempt = await self._claim(job, db, run_id, workflow_id, started_at, ids)
+            if isinstance(attempt, str):
+                return attempt
+            if attempt == 1 and received_at is not None:
+                metrics.QUEUE_WAIT.observe(max(0.0, (started_at - received_at).total_seconds()))
+        else:
+            resumed = await db.run(
+                "resume the run",
+                _START_TRIES,
+                lambda conn: repository.resume_run(conn, run_id, resume_step, started_at),
+            )
+            if resumed is None:
+                log.info("parked run no longer waits there; continuation ignored", extra=ids)
+                return "not-waiting"
+            attempt = resumed
+        span.set_attribute(RUN_ATTEMPT, attempt)
+
+        version = await self._version(db, job["workflow_id"], workflow_id, job["workflow_version"])
+        resume = Resume(parked_position=resume_step)
+        if attempt > 1:
+            rows = await db.run(
+                "load the recorded steps",
+                _START_TRIES,
+                lambda conn: repository.recorded_steps(conn, run_id),
+            )
+            resume.recorded = {row["position"]: _recorded(row) for row in rows}
+        hold = version.error is None and all(
+            (spec := self.runner.registry.get(node.type)) is not None and spec.runs_inline
+            for node in version.nodes
+        )
+        if not hold:
+            # Its nodes will wait: leave the connection to runs that have statements to send.
+            await db.close()
+        hooks = DeliveryHooks(
+            db, self.parking, flag, run_id=run_id, attempt=attempt, hold_connection=hold
+        )
+        if version.error is not None:
+            outcome = RunOutcome(FAILED, version.error, [])
+        else:
+            identity = RunIdentity(job["run_id"], job["workflow_id"], attempt)
+            try:
+                outcome = await self.runner.run(
+                    identity, trigger, version.nodes, deadline, hooks, resume
+                )
+            except Exception as exc:
+                # A bug of ours must end the run with a reason, never leave it `running`.
+                log.exception("engine error while running nodes", extra=ids)
+                outcome = RunOutcome(FAILED, f"internal error: {type(exc).__name__}: {exc}", [])
+        if outcome.status == FAILED:
+            span.set_status(StatusCode.ERROR, outcome.error)
+        if outcome.status == WAITING and outcome.park is not None:
+            return await self._park(job, db, run_id, attempt, outcome, ids)
+        return await self._finish(db, run_id, attempt, outcome, clock, ids)
+
+    async def _claim(
+        self,
+        job: RunJob,
+        db: DeliveryConnection,
+        run_id: uuid.UUID,
+        workflow_id: uuid.UUID,
+        started_at: datetime,
+        ids: dict[str, str],
+    ) -> int | str:
+        """The delivery's attempt number, or why nothing runs."""
+        trigger = job["trigger"]
         values: dict[str, Any] = {
             "id": run_id,
             "workflow_id": workflow_id,
@@ -130,15 +228,14 @@ class RunEngine:
             "trigger": {**trigger, "headers": redact(trigger.get("headers") or {})},
             "idempotency_key": job.get("idempotency_key"),
             "retry_of": uuid.UUID(job["retry_of"]) if job.get("retry_of") else None,
-            "accepted_at": received_at or started_at,
+            "accepted_at": _parse_time(trigger.get("received_at")) or started_at,
             "started_at": started_at,
         }
-
         start = await db.run(
             "claim the run", _START_TRIES, lambda conn: repository.start_run(conn, values)
         )
         if isinstance(start, repository.AlreadyFinished):
-            log.info("run already finished; redelivered job ignored", extra=ids)
+            log.info("run finished, cancelled or parked; redelivered job ignored", extra=ids)
             return "already-finished"
         if isinstance(start, repository.WorkflowGone):
             log.warning("workflow deleted before its run started; job dropped", extra=ids)
@@ -153,20 +250,59 @@ class RunEngine:
             metrics.RUNS.labels("cancelled").inc()
             log.info("duplicate delivery cancelled: %s", error, extra=ids)
             return "cancelled"
+        return start.attempt
 
-        attempt = start.attempt
-        span.set_attribute(RUN_ATTEMPT, attempt)
-        if attempt == 1 and received_at is not None:
-            metrics.QUEUE_WAIT.observe(max(0.0, (started_at - received_at).total_seconds()))
-        version = await self._version(db, job["workflow_id"], workflow_id, job["workflow_version"])
-        if version.error is not None:
-            outcome = RunOutcome(FAILED, version.error, [])
-        else:
-            identity = RunIdentity(job["run_id"], job["workflow_id"], attempt)
-            outcome = await self.runner.run(identity, trigger, version.nodes, deadline)
-        if outcome.status == FAILED:
-            span.set_status(StatusCode.ERROR, outcome.error)
+    async def _park(
+        self,
+        job: RunJob,
+        db: DeliveryConnection,
+        run_id: uuid.UUID,
+        attempt: int,
+        outcome: RunOutcome,
+        ids: dict[str, str],
+    ) -> str:
+        """Checkpoint the run as `waiting`, then schedule what resumes it."""
+        park = outcome.park
+        assert park is not None
+        rows = [step.as_row(keep_resume=True) for step in outcome.steps]
+        parked = await db.run(
+            "park the run",
+            _FINISH_TRIES,
+            lambda conn: repository.park_run(
+                conn,
+                run_id=run_id,
+                attempt=attempt,
+                position=park.position,
+                resume_at=park.resume_at,
+                steps=rows,
+            ),
+        )
+        if not parked:
+            log.info("run cancelled or taken over before it could park", extra=ids)
+            return "cancelled"
+        # After the database says `waiting`: a continuation that fired first would find the
+        # run still running under this delivery and do nothing. A crash in between leaves a
+        # waiting run without a continuation; the recovery sweep schedules it again.
+        await self.parking.schedule(job, park.position, park.resume_at, callback=park.park.callback)
+        reason = "callback" if park.park.callback else "timer"
+        metrics.RUNS_PARKED.labels(reason).inc()
+        log.info(
+            "run waiting until %s (%s)",
+            park.resume_at.isoformat(),
+            reason,
+            extra={**ids, "attempt": attempt},
+        )
+        return WAITING
 
+    async def _finish(
+        self,
+        db: DeliveryConnection,
+        run_id: uuid.UUID,
+        attempt: int,
+        outcome: RunOutcome,
+        clock: float,
+        ids: dict[str, str],
+    ) -> str:
         elapsed = time.perf_counter() - clock
         steps = [step.as_row() for step in outcome.steps]
         applied = await db.run(
@@ -205,7 +341,7 @@ class RunEngine:
         return outcome.status
 
     async def _version(
-        self, db: _DeliveryConnection, key: str, workflow_id: uuid.UUID, version: int
+        self, db: DeliveryConnection, key: str, workflow_id: uuid.UUID, version: int
     ) -> LoadedVersion:
         cached = self.versions.get(key, version)
         if cached is not None:
@@ -221,44 +357,3 @@ class RunEngine:
         loaded = parse_nodes(raw)
         self.versions.put(key, version, loaded)
         return loaded
-
-
-class _DeliveryConnection:
-    """One pooled connection for all of a delivery's statements, replaced if it breaks.
-
-    A checkout per statement measured ~0.4 ms each; the process runs one job at a time, so
-    holding the connection while nodes run takes nothing from anyone.
-    """
-
-    def __init__(self, db: AsyncEngine) -> None:
-        self.db = db
-        self.conn: AsyncConnection | None = None
-
-    async def run(
-        self, what: str, tries: int, operation: Callable[[AsyncConnection], Awaitable[T]]
-    ) -> T:
-        delay = 0.2
-        for attempt in range(1, tries + 1):
-            try:
-                if self.conn is None:
-                    self.conn = await self.db.connect()
-                return await operation(self.conn)
-            except Exception as exc:
-                if attempt == tries or not _is_transient(exc):
-                    raise
-                await self.close()
-                log.warning(
-                    "database unavailable to %s (%s); retrying in %.1fs",
-                    what,
-                    type(exc).__name__,
-                    delay,
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")
-
-    async def close(self) -> None:
-        if self.conn is not None:
-            conn, self.conn = self.conn, None
-            with contextlib.suppress(Exception):
-                await conn.close()

@@ -27,7 +27,7 @@ from services.workflows.deps import (
 from services.workflows.runs import service
 from services.workflows.runs.repository import RunRepository
 from services.workflows.runs.schemas import RunAccepted, RunOut, RunPage, RunStatus
-from services.workflows.runs.service import RunNotFound
+from services.workflows.runs.service import RunEnded, RunNotFound
 from services.workflows.workflows import service as workflows
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.service import WorkflowNotFound
@@ -239,3 +239,21 @@ async def retry_run(
         run = service.new_run(workflow, original.trigger, retry_of=original.id)
         span.set_attribute(RUN_ID, str(run.id))
         return await _accept(session, enqueuer, run, response)
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunOut)
+async def cancel_run(
+    user_id: CurrentUserId, run_id: RunId, session: SessionDep, redis: RedisDep
+) -> RunOut:
+    """Cancel a queued, running or waiting run; it ends as `cancelled`.
+
+    A queued or waiting run never runs another step; a running one stops at its next step
+    boundary (the step in progress finishes). 409 when the run has already ended.
+    """
+    try:
+        await service.cancel(session, redis, user_id, run_id)
+    except RunEnded as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"the run has already ended ({exc.status})"
+        ) from None
+    return await service.find(session, redis, user_id, run_id)

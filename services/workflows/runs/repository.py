@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 from sqlmodel import col
 
 from shared.db.models import RunStep, WorkflowRun
+
+# A run can still be cancelled while it has not ended.
+CANCELLABLE = ("queued", "running", "waiting")
+CANCELLED_ERROR = "cancelled by its owner"
 
 
 class RunRepository:
@@ -25,6 +32,8 @@ class RunRepository:
     async def steps(self, run_id: uuid.UUID) -> Sequence[RunStep]:
         result = await self.session.execute(
             select(RunStep)
+            # The resume copy holds unredacted outputs for the worker only: never read here.
+            .options(defer(RunStep.resume_output))
             .where(col(RunStep.run_id) == run_id)
             .order_by(col(RunStep.position), col(RunStep.id))
         )
@@ -55,3 +64,36 @@ class RunRepository:
 
     async def delete(self, run_id: uuid.UUID) -> None:
         await self.session.execute(delete(WorkflowRun).where(col(WorkflowRun.id) == run_id))
+
+    async def cancel(self, run_id: uuid.UUID, owner_id: uuid.UUID, now: datetime) -> bool:
+        """Mark the owner's unfinished run `cancelled`; False if it has ended (or is not there)."""
+        result = await self.session.execute(
+            update(WorkflowRun)
+            .where(
+                col(WorkflowRun.id) == run_id,
+                col(WorkflowRun.owner_id) == owner_id,
+                col(WorkflowRun.status).in_(CANCELLABLE),
+            )
+            .values(status="cancelled", error=CANCELLED_ERROR, finished_at=now, resume_at=None)
+            .returning(col(WorkflowRun.id))
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def cancel_unrecorded(self, run: WorkflowRun) -> bool:
+        """Record a run known only from its queued job as `cancelled`, so no worker starts it.
+
+        A worker may claim it in the same instant: then the row is its, and is cancelled if
+        still unfinished. False when it ended first.
+        """
+        values = {
+            column.name: getattr(run, column.name)
+            for column in WorkflowRun.__table__.columns  # type: ignore[attr-defined]
+        }
+        insert_run = insert(WorkflowRun).values(values)
+        stmt = insert_run.on_conflict_do_update(
+            index_elements=[col(WorkflowRun.id)],
+            set_={"status": "cancelled", "error": CANCELLED_ERROR, "finished_at": run.finished_at},
+            where=col(WorkflowRun.status).in_(CANCELLABLE),
+        ).returning(col(WorkflowRun.id))
+        result = await self.session.execute(stmt)
+        return result.scalar_one_or_none() is not None

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
 
 
 class StepOut(BaseModel):
@@ -38,6 +38,8 @@ class RunSummary(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
+    # A parked run (status `waiting`) resumes then, or earlier on its callback.
+    resume_at: datetime | None = None
 
 
 class RunOut(RunSummary):

@@ -15,11 +15,12 @@ from typing import Any
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.workflows.runs.repository import RunRepository
+from services.workflows.runs.repository import CANCELLED_ERROR, RunRepository
 from services.workflows.runs.schemas import RunOut, RunSummary, StepOut
 from shared.db.models import Workflow, WorkflowRun, utcnow
+from shared.hooks import callback_key
 from shared.ids import uuid7
-from shared.queue import RunJob, TriggerRequest, fetch_queued_job
+from shared.queue import CANCEL_CHANNEL, RunJob, TriggerRequest, fetch_queued_job
 
 # RQ's job states, for a job no worker has recorded yet. "started" means a worker took it and
 # has not written the row yet; "failed" means every delivery died before it could.
@@ -44,6 +45,7 @@ def summary(run: WorkflowRun) -> RunSummary:
         started_at=run.started_at,
         finished_at=run.finished_at,
         duration_ms=run.duration_ms,
+        resume_at=run.resume_at,
     )
 
 
@@ -121,6 +123,67 @@ async def find(
     if run is None:
         raise RunNotFound(run_id)
     return run
+
+
+class RunEnded(Exception):
+    """The run has already ended (`status`): there is nothing left to cancel."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+async def cancel(
+    session: AsyncSession, redis: aioredis.Redis, owner_id: uuid.UUID, run_id: uuid.UUID
+) -> None:
+    """Cancel the owner's queued, running or waiting run.
+
+    The row decides: a queued run's job finds it `cancelled` and does nothing, a waiting run's
+    continuation too, and a running run stops at its next step boundary once the worker hears
+    of it (published on the cancel channel) or at its next checkpoint. Raises RunNotFound,
+    RunEnded, or RedisError when the run is only in Redis and Redis cannot be asked.
+    """
+    repo = RunRepository(session)
+    now = utcnow()
+    if await repo.get(run_id) is not None:
+        cancelled = await repo.cancel(run_id, owner_id, now)
+    else:
+        queued = await fetch_queued_job(redis, str(run_id))
+        if queued is None or queued[1].get("owner_id") != str(owner_id):
+            raise RunNotFound(run_id)
+        cancelled = await repo.cancel_unrecorded(_unrecorded_cancelled(queued[1], now))
+    if not cancelled:
+        run = await repo.get(run_id)
+        if run is None or run.owner_id != owner_id:
+            raise RunNotFound(run_id)
+        raise RunEnded(run.status)
+    await session.commit()
+    # Best effort after the commit: the row alone already makes the cancellation stick.
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.publish(CANCEL_CHANNEL, str(run_id))
+        pipe.set(callback_key(str(run_id)), "C", xx=True, keepttl=True)
+        await pipe.execute()
+
+
+def _unrecorded_cancelled(job: RunJob, now: datetime) -> WorkflowRun:
+    # Never started, so nothing reads its headers again: keep their names, not their values
+    # (some are credentials).
+    headers = job["trigger"].get("headers") or {}
+    trigger = {**job["trigger"], "headers": dict.fromkeys(headers, "[redacted]")}
+    return WorkflowRun(
+        id=uuid.UUID(job["run_id"]),
+        workflow_id=uuid.UUID(job["workflow_id"]),
+        owner_id=uuid.UUID(job["owner_id"]),
+        workflow_version=job["workflow_version"],
+        status="cancelled",
+        trigger=trigger,
+        attempt=0,
+        error=CANCELLED_ERROR,
+        idempotency_key=job.get("idempotency_key"),
+        retry_of=uuid.UUID(job["retry_of"]) if job.get("retry_of") else None,
+        accepted_at=_parse_time(job["trigger"].get("received_at")) or now,
+        finished_at=now,
+    )
 
 
 def manual_trigger(body: Any) -> TriggerRequest:

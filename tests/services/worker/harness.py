@@ -51,6 +51,9 @@ class LocalApi:
     hits: list[Hit] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # /slow/<name>?ms=N: requests of one name being answered now, and the most at once.
+    in_flight: dict[str, int] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -58,6 +61,10 @@ class LocalApi:
     def hits_for(self, path: str) -> list[Hit]:
         with self.lock:
             return [hit for hit in self.hits if hit.path == path]
+
+    def hits_for_prefix(self, prefix: str) -> list[Hit]:
+        with self.lock:
+            return [hit for hit in self.hits if hit.path.startswith(prefix)]
 
 
 def _handler(api: LocalApi) -> type[BaseHTTPRequestHandler]:
@@ -101,6 +108,15 @@ def _handler(api: LocalApi) -> type[BaseHTTPRequestHandler]:
                     self._answer(int(query.get("status", ["503"])[0]), {"try": count}, extra)
                     return
                 self._answer(200, {"ok": True, "tries": count})
+                return
+            if parts.path.startswith("/slow/"):
+                with api.lock:
+                    now = api.in_flight[parts.path] = api.in_flight.get(parts.path, 0) + 1
+                    api.peak[parts.path] = max(api.peak.get(parts.path, 0), now)
+                time.sleep(int(query.get("ms", ["200"])[0]) / 1000)
+                with api.lock:
+                    api.in_flight[parts.path] -= 1
+                self._answer(200, {"slept_ms": int(query.get("ms", ["200"])[0])})
                 return
             if parts.path.startswith("/status/"):
                 self._answer(int(parts.path.rsplit("/", 1)[1]), {"status": "as asked"})
@@ -311,11 +327,16 @@ def worker_env(database_url: str, redis_url: str, data_dir: Path, **extra: str) 
     }
 
 
-def start_worker(env: dict[str, str], log_dir: Path, processes: int = 1) -> ServiceProcess:
+def start_worker(
+    env: dict[str, str], log_dir: Path, processes: int = 1, concurrency: int | None = None
+) -> ServiceProcess:
     log_dir.mkdir(parents=True, exist_ok=True)
+    args = ["--processes", str(processes)]
+    if concurrency is not None:
+        args += ["--concurrency", str(concurrency)]
     service = start_service(
         "worker",
-        ["--processes", str(processes)],
+        args,
         int(env["AUTOMATEOS_METRICS_PORT"]),
         env,
         log_dir,

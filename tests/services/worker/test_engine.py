@@ -236,7 +236,8 @@ class TestRetries:
         assert steps[0]["attempt"] == 2
 
     async def test_timeout_s_stops_a_slow_node(self, db: AsyncEngine, queue: Queue) -> None:
-        nodes = [{"id": "slow", "type": "delay", "timeout_s": 0.2, "params": {"seconds": 30}}]
+        # Below the park threshold (a longer delay parks the run instead of holding it).
+        nodes = [{"id": "slow", "type": "delay", "timeout_s": 0.2, "params": {"seconds": 4}}]
         run, steps = await _run(db, queue, nodes)
         assert run["status"] == "failed"
         assert steps[0]["error"] == "timed out after 0.2s"
@@ -379,7 +380,7 @@ class TestDelivery:
         self, db: AsyncEngine, queue: Queue
     ) -> None:
         nodes: list[dict[str, Any]] = [
-            {"id": "slow", "type": "delay", "params": {"seconds": 30}},
+            {"id": "slow", "type": "delay", "params": {"seconds": 4.5}},
             {"id": "after", "type": "log", "params": {"message": "late"}},
         ]
         workflow = await create_workflow(db, await create_user(db), nodes)

@@ -237,7 +237,7 @@ class TestNodeOutcomes:
     async def test_a_node_cut_short_by_the_run_deadline_is_marked(
         self, db: AsyncEngine, traced_queue: Queue, receiver: OtlpReceiver
     ) -> None:
-        nodes = [{"id": "slow", "type": "delay", "params": {"seconds": 30}}]
+        nodes = [{"id": "slow", "type": "delay", "params": {"seconds": 4.5}}]
         workflow = await create_workflow(db, await create_user(db), nodes)
         run_id = await traced_queue.put(run_job(workflow), job_timeout_s=3)
         assert (await wait_run(db, run_id, timeout=10))["status"] == "failed"

@@ -118,7 +118,7 @@ class TestParams:
 
     def test_out_of_range_param(self, registry):
         issues = validate_nodes(
-            [{"id": "w", "type": "delay", "params": {"seconds": 7200}}], registry
+            [{"id": "w", "type": "delay", "params": {"seconds": 31 * 86400}}], registry
         )
         assert _fields(issues) == {("w", "params.seconds")}
 

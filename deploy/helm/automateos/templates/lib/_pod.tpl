@@ -67,7 +67,11 @@ spec:
       imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
       command: ["python", "-m", "services.{{ $component }}"]
       {{- if $isWorker }}
-      args: ["--processes", {{ $cfg.processes | int64 | toString | quote }}]
+      args:
+        - "--processes"
+        - {{ $cfg.processes | int64 | toString | quote }}
+        - "--concurrency"
+        - {{ $cfg.concurrency | int64 | toString | quote }}
       {{- end }}
       ports:
         - name: {{ $portName }}

@@ -1,0 +1,114 @@
+"""`POST /hooks/resume/{token}`: the callback a parked `wait_for_callback` step waits for.
+
+The token names the run and is authenticated by a MAC (`shared.hooks.resume_token`), so no
+lookup is needed to refuse a forged one (404). The body is handed over through the run's
+callback key in Redis, atomically with waking the run: if the run is parked, its continuation
+(an RQ scheduled job) is made due now and RQ's scheduler queues it within a second; if it has
+not parked yet, the body waits for it there. A second callback answers 409. Ingest still never
+touches PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Path, Request, status
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+
+from shared.hooks import callback_key, run_of_resume_token
+from shared.queue import scheduled_registry_key
+from shared.settings import get_settings
+
+# Keep a callback as long as any wait could last (30 days) and then some.
+CALLBACK_TTL_S = 31 * 24 * 3600
+# A callback body becomes a step's output, kept whole until the run resumes.
+MAX_CALLBACK_BYTES = 1024 * 1024
+
+# KEYS: the run's callback key, the queue's scheduled registry. ARGV: body, now, TTL.
+# Returns 2 (parked run woken), 1 (kept for a run not parked yet), 0 (already answered).
+_DELIVER = """
+local state = redis.call('GET', KEYS[1])
+if not state then
+  redis.call('SET', KEYS[1], 'B:' .. ARGV[1], 'EX', ARGV[3])
+  return 1
+end
+if string.sub(state, 1, 2) == 'W:' then
+  redis.call('SET', KEYS[1], 'B:' .. ARGV[1], 'EX', ARGV[3])
+  redis.call('ZADD', KEYS[2], 'XX', ARGV[2], string.sub(state, 3))
+  return 2
+end
+return 0
+"""
+
+router = APIRouter(tags=["webhooks"])
+
+
+class CallbackAccepted(BaseModel):
+    run_id: str
+    # "resumed": the run was waiting and resumes now; "stored": it will find the body when it
+    # reaches its wait.
+    state: str
+
+
+async def _json_body(request: Request) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_CALLBACK_BYTES:
+        raise HTTPException(413, f"callback body over {MAX_CALLBACK_BYTES} bytes")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_CALLBACK_BYTES:
+            raise HTTPException(413, f"callback body over {MAX_CALLBACK_BYTES} bytes")
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise HTTPException(400, f"the callback body must be JSON: {exc}") from None
+
+
+@router.post(
+    "/hooks/resume/{token}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CallbackAccepted,
+    responses={404: {"description": "not a resume token"}, 409: {"description": "answered"}},
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "description": "Any JSON value: it becomes the waiting step's output.",
+            "content": {"application/json": {"schema": {}}},
+        }
+    },
+)
+async def resume_run(
+    token: Annotated[str, Path(max_length=64)], request: Request
+) -> CallbackAccepted:
+    """Resume a run parked on `wait_for_callback`; the JSON body becomes the step's output."""
+    settings = get_settings()
+    run_id = run_of_resume_token(settings.resolved_webhook_key(), token)
+    if run_id is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
+    body = orjson.dumps(await _json_body(request))
+    try:
+        outcome = await request.app.state.redis.call(
+            "EVAL",
+            _DELIVER,
+            2,
+            callback_key(run_id),
+            scheduled_registry_key(settings.queue_name),
+            body,
+            int(time.time()),
+            CALLBACK_TTL_S,
+        )
+    except (RedisError, OSError, TimeoutError):
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the callback could not be stored; try again",
+            headers={"Retry-After": "1"},
+        ) from None
+    if outcome == 0:
+        raise HTTPException(status.HTTP_409_CONFLICT, "this run already received its callback")
+    return CallbackAccepted(run_id=run_id, state="resumed" if outcome == 2 else "stored")

@@ -1,0 +1,322 @@
+"""Execute one step: render its params, validate them, run the node with timeout and retries.
+
+Shared by every run of the process, concurrently: it keeps no per-run state. A node whose code
+may block (`NodeSpec.runs_in_thread`) runs in a worker thread, so the other runs on the loop
+go on and the step's timeout holds; cheap synchronous nodes run inline, marked on the loop so
+a stall report can name them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+import orjson
+from opentelemetry.trace import Span, StatusCode, get_current_span
+from pydantic import ValidationError
+
+from services.worker import metrics
+from services.worker.engine.records import encode_json, record_payload, redact
+from services.worker.loop import EngineLoop
+from shared.nodes import (
+    Halt,
+    NodeContext,
+    NodeDefinition,
+    NodeError,
+    NodeSpec,
+    Park,
+    RetryableNodeError,
+    render,
+)
+from shared.telemetry import NODE_ATTEMPTS, NODE_ID, NODE_STATUS, NODE_TYPE, tracer
+
+log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
+
+SUCCEEDED, FAILED, SKIPPED, WAITING = "succeeded", "failed", "skipped", "waiting"
+# Metric label for a node type this worker does not know: the type comes from user data.
+UNKNOWN_TYPE_LABEL = "unknown"
+
+
+@dataclass
+class StepRecord:
+    """One `run_steps` row; payloads already redacted, truncated and encoded.
+
+    `resume_output` is the step's whole output, kept only while the run is unfinished so a
+    later delivery can resume after it (effectful and parked steps); the final write drops it.
+    """
+
+    position: int
+    node_id: str
+    type: str
+    status: str
+    input: orjson.Fragment | None = None
+    output: orjson.Fragment | None = None
+    error: str | None = None
+    attempt: int = 0
+    started_at: datetime | None = None
+    duration_ms: int | None = None
+    resume_output: orjson.Fragment | None = None
+
+    def as_row(self, *, keep_resume: bool = False) -> dict[str, Any]:
+        """The row as `jsonb_to_recordset` reads it (see the repository)."""
+        return {
+            "position": self.position,
+            "node_id": self.node_id,
+            "type": self.type,
+            "status": self.status,
+            "input": self.input,
+            "output": self.output,
+            "error": self.error,
+            "attempt": self.attempt,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "duration_ms": self.duration_ms,
+            "resume_output": self.resume_output if keep_resume else None,
+        }
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What the nodes and the templating context know about the run."""
+
+    run_id: str
+    workflow_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """How a step ended: its output (seen by later steps) and what it means for the run."""
+
+    output: Any
+    failure: str | None = None
+    halted: str | None = None
+    park: Park | None = None
+
+
+class StepFailed(Exception):
+    """The step failed with `message` (recorded as its error)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in error["loc"]) or "params"
+        parts.append(f"{location}: {error['msg']}")
+    return "params invalid after rendering: " + "; ".join(parts)
+
+
+class StepExecutor:
+    """Executes steps with templating, validation, timeouts, retries and threads."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        payload_max_bytes: int,
+        max_retry_wait_s: float,
+        engine_loop: EngineLoop | None,
+        park_after_s: float,
+        jitter: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self.http = http
+        self.payload_max_bytes = payload_max_bytes
+        self.max_retry_wait_s = max_retry_wait_s
+        self.engine_loop = engine_loop
+        self.park_after_s = park_after_s
+        self._jitter = jitter
+        self._loggers: dict[str, logging.Logger] = {}
+
+    async def step(
+        self,
+        run: RunIdentity,
+        node: NodeDefinition,
+        spec: NodeSpec[Any] | None,
+        record: StepRecord,
+        context: dict[str, Any],
+        deadline: float,
+    ) -> StepResult:
+        """Run one node into `record` as the span `node <type>` (a child of the run's span)."""
+        # The type comes from user data: an unknown one must not become a span name.
+        name = f"node {node.type if spec else UNKNOWN_TYPE_LABEL}"
+        with _tracer.start_as_current_span(
+            name, attributes={NODE_ID: node.id, NODE_TYPE: node.type}
+        ) as span:
+            try:
+                return await self._traced(run, node, spec, record, context, deadline, span)
+            except asyncio.CancelledError:
+                # The run's deadline cut the node short (the runner records the failed step).
+                span.set_attributes({NODE_ATTEMPTS: record.attempt, NODE_STATUS: FAILED})
+                span.set_status(StatusCode.ERROR, "interrupted: the run's deadline was exceeded")
+                raise
+
+    async def _traced(
+        self,
+        run: RunIdentity,
+        node: NodeDefinition,
+        spec: NodeSpec[Any] | None,
+        record: StepRecord,
+        context: dict[str, Any],
+        deadline: float,
+        span: Span,
+    ) -> StepResult:
+        started = time.perf_counter()
+        result: StepResult
+        try:
+            if spec is None:
+                record.input = record_payload(redact(node.params), self.payload_max_bytes)
+                raise StepFailed(f"unknown node type {node.type!r} (no such plugin loaded)")
+            result = await self._execute(run, node, spec, record, context, deadline)
+            record.status = WAITING if result.park is not None else SUCCEEDED
+        except StepFailed as exc:
+            record.status = FAILED
+            record.error = exc.message
+            result = StepResult({"error": exc.message}, failure=exc.message)
+            # The node's own error (its type and message) when there is one, else ours.
+            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+            span.record_exception(cause, attributes={"exception.message": exc.message})
+            span.set_status(StatusCode.ERROR, exc.message)
+        span.set_attributes({NODE_ATTEMPTS: record.attempt, NODE_STATUS: record.status})
+        self.record_output(record, spec, result.output)
+        elapsed = time.perf_counter() - started
+        record.duration_ms = int(elapsed * 1000)
+        if result.park is None:
+            observe(node.type if spec else UNKNOWN_TYPE_LABEL, record.status, elapsed)
+        return result
+
+    def record_output(self, record: StepRecord, spec: NodeSpec[Any] | None, output: Any) -> None:
+        """Fill the record's output (and the resume copy for a step a later delivery reuses)."""
+        record.output = record_payload(redact(output), self.payload_max_bytes)
+        if record.status == WAITING or (spec is not None and spec.has_effects):
+            record.resume_output = orjson.Fragment(encode_json(output))
+
+    async def _execute(
+        self,
+        run: RunIdentity,
+        node: NodeDefinition,
+        spec: NodeSpec[Any],
+        record: StepRecord,
+        context: dict[str, Any],
+        deadline: float,
+    ) -> StepResult:
+        try:
+            rendered = render(node.params, context)
+        except NodeError as exc:
+            record.input = record_payload(
+                redact(node.params, spec.secret_params), self.payload_max_bytes
+            )
+            raise StepFailed(exc.message) from exc
+        record.input = record_payload(redact(rendered, spec.secret_params), self.payload_max_bytes)
+        try:
+            params = spec.params_model.model_validate(rendered)
+        except ValidationError as exc:
+            raise StepFailed(_validation_message(exc)) from exc
+
+        loop = asyncio.get_running_loop()
+        max_retries = node.retry.max if node.retry else 0
+        tries = 0
+        while True:
+            tries += 1
+            record.attempt = tries
+            ctx = NodeContext(
+                run_id=run.run_id,
+                workflow_id=run.workflow_id,
+                node_id=node.id,
+                attempt=tries,
+                http=self.http,
+                logger=self._logger(spec.type),
+                park_after_s=self.park_after_s,
+            )
+            try:
+                if node.timeout_s is not None:
+                    async with asyncio.timeout(node.timeout_s):
+                        result = await self._call(spec, ctx, params, node.id)
+                else:
+                    result = await self._call(spec, ctx, params, node.id)
+            except TimeoutError as exc:
+                # Our own per-node timeout; the run's deadline surfaces as a cancellation instead.
+                error: NodeError = RetryableNodeError(f"timed out after {node.timeout_s:g}s")
+                error.__cause__ = exc
+            except NodeError as exc:
+                error = exc
+            except Exception as exc:
+                # A plugin bug must fail its step, not the worker; the traceback goes to the log.
+                log.exception(
+                    "node raised an unexpected error",
+                    extra={
+                        "run_id": run.run_id,
+                        "workflow_id": run.workflow_id,
+                        "node_id": node.id,
+                    },
+                )
+                error = NodeError(f"{type(exc).__name__}: {exc}")
+            else:
+                if isinstance(result, Halt):
+                    return StepResult(result.output, halted=result.reason)
+                if isinstance(result, Park):
+                    return StepResult(result.output, park=result)
+                return StepResult(result)
+
+            if not error.retryable or tries > max_retries:
+                raise StepFailed(error.message) from error
+            wait = self._retry_wait(error, node, tries)
+            if loop.time() + wait >= deadline:
+                raise StepFailed(f"{error.message} (no time left in the run to retry)") from error
+            metrics.NODE_RETRIES.labels(spec.type).inc()
+            get_current_span().add_event(
+                "retry", {"attempt": tries, "wait_s": wait, "error": error.message}
+            )
+            log.info(
+                "retrying node in %.2fs after: %s",
+                wait,
+                error.message,
+                extra={"run_id": run.run_id, "workflow_id": run.workflow_id, "node_id": node.id},
+            )
+            await asyncio.sleep(wait)
+
+    async def _call(self, spec: NodeSpec[Any], ctx: NodeContext, params: Any, node_id: str) -> Any:
+        if spec.runs_in_thread:
+            # The thread cannot be stopped: on timeout the step fails and the thread finishes
+            # in the background, off the loop.
+            return await asyncio.to_thread(spec.run, ctx, params)
+        if not spec.runs_inline or self.engine_loop is None:
+            return await spec.execute(ctx, params)
+        self.engine_loop.inline_activity = f"node '{node_id}' ({spec.type}) ran inline"
+        try:
+            return spec.run(ctx, params)
+        finally:
+            self.engine_loop.inline_activity = None
+
+    def _retry_wait(self, error: NodeError, node: NodeDefinition, tries: int) -> float:
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            # The server said when; waiting less would only earn another 429/503.
+            return float(min(max(0.0, retry_after), self.max_retry_wait_s))
+        backoff = node.retry.backoff if node.retry else 0.0
+        # Full jitter: retries of many runs against one flaky API spread out instead of
+        # arriving in synchronised waves.
+        ceiling = min(self.max_retry_wait_s, backoff * 2 ** (tries - 1))
+        return self._jitter(0.0, ceiling)
+
+    def _logger(self, node_type: str) -> logging.Logger:
+        logger = self._loggers.get(node_type)
+        if logger is None:
+            logger = self._loggers[node_type] = logging.getLogger(f"automateos.node.{node_type}")
+        return logger
+
+
+def observe(node_type: str, status: str, seconds: float) -> None:
+    """Count a finished step in the node metrics."""
+    metrics.NODE_EXECUTIONS.labels(node_type, status).inc()
+    metrics.NODE_DURATION.labels(node_type, status).observe(seconds)
