@@ -6,6 +6,8 @@
 # Each finishes in under 15 minutes; see BENCHMARKS.md for what is measured and how.
 
 BENCH_ARGS ?=
+# bench.compare's own flags (`python -m bench.compare --help`), apart from the other benches'.
+COMPARE_ARGS ?=
 BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: bench bench-peer bench-ingest bench-tools bench-n8n
@@ -24,11 +26,11 @@ bench-tools: $(BENCH_STAMP) ## wrk from Debian when missing (needs root; else th
 bench-n8n: $(BENCH_STAMP) ## install n8n 2.8.4 into .tools/ (once; ~4-7 minutes and 2.3 GB cold)
 	$(PY) -m bench.peer install
 
-bench: bench-tools ## our side + baselines: ingest, runs/s per workload, latency, memory, scaling, history (BENCH_ARGS=...)
-	$(PY) -m bench.compare $(BENCH_ARGS)
+bench: bench-tools ## our side + baselines: ingest, runs/s per workload, latency, memory, scaling, history (COMPARE_ARGS=...)
+	$(PY) -m bench.compare $(COMPARE_ARGS)
 
 bench-peer: bench-tools bench-n8n ## side by side with n8n 2.8.4, alternating rounds; rewrites BENCHMARKS.md + docs/bench/
-	$(PY) -m bench.compare --peer --out docs/bench --report BENCHMARKS.md $(BENCH_ARGS)
+	$(PY) -m bench.compare --peer --out docs/bench --report BENCHMARKS.md $(COMPARE_ARGS)
 
 bench-ingest: $(STAMP) ## ingest vs a bare FastAPI + Redis LPUSH: req/s, p50/p99, ratio (BENCH_ARGS="--dedupe --signed")
 	$(PY) -m bench.ingest $(BENCH_ARGS)
