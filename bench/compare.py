@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,17 @@ def ingest_phase(
     return out
 
 
+def stop_peer(starting: Future[peer_mod.N8n], pool: ThreadPoolExecutor) -> None:
+    """Stop n8n once its start-up has ended, however it ended."""
+    try:
+        peer = starting.result(timeout=900)
+    except BaseException:  # its start-up failed and cleaned up after itself
+        return
+    finally:
+        pool.shutdown(wait=False)
+    peer.stop()
+
+
 def settle_n8n(peer: peer_mod.N8n, since: int, deadline_s: float = 180) -> int:
     """Wait until every execution n8n accepted in the round has stopped; return how many."""
     end = time.monotonic() + deadline_s
@@ -201,6 +213,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sampler = Sampler().start()
     with ExitStack() as stack:
         slow_url = stack.enter_context(slow_api())
+        starting: Future[peer_mod.N8n] | None = None
+        if args.peer:
+            say(f"starting n8n {peer_mod.VERSION} (import, publish, start) in the background")
+            pool = ThreadPoolExecutor(1, thread_name_prefix="n8n-start")
+            starting = pool.submit(peer_mod.start_peer, base / "n8n", slow_url)
+            stack.callback(stop_peer, starting, pool)
         say("starting AutomateOS (PostgreSQL, Redis, auth, workflows, ingest)")
         ours = stack.enter_context(ours_mod.running(base / "ours", slow_url))
         ours.start_worker(args.processes, args.concurrency)
@@ -219,9 +237,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         systems: list[Any] = [ours]
         peer = None
-        if args.peer:
-            say(f"starting n8n {peer_mod.VERSION} (import, publish, start)")
-            peer = stack.enter_context(peer_mod.running(base / "n8n", slow_url))
+        if starting is not None:
+            peer = starting.result(timeout=900)
             systems.append(peer)
             say("warming n8n up")
             ingest_round(args.client, peer.hook_url("ingest"), 32, args.warmup)
@@ -289,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     parser.add_argument("--peer", action="store_true", help="also run n8n (make bench-peer)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per figure")
-    parser.add_argument("--duration", type=float, default=10, help="seconds per ingest round")
-    parser.add_argument("--warmup", type=float, default=20, help="seconds of n8n warm-up load")
+    parser.add_argument("--duration", type=float, default=8, help="seconds per ingest round")
+    parser.add_argument("--warmup", type=float, default=10, help="seconds of n8n warm-up load")
     parser.add_argument("--connections", type=int, nargs="+", default=[32, 256])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every workload's N")
     parser.add_argument("--processes", type=int, default=2, help="worker processes")

@@ -1,8 +1,8 @@
 """Resident memory of every process of both systems, sampled in a background thread.
 
 Read from /proc (Linux): VmRSS of each watched process and of each of its descendants, so a
-worker's forked children and n8n's task runner are seen one by one. A server made of many
-short-lived processes (PostgreSQL's backends) is summed into one figure instead.
+worker's child processes and n8n's task runner are seen one by one. A server made of many
+processes sharing memory (PostgreSQL and its backends) is one figure: the sum of their PSS.
 """
 
 from __future__ import annotations
@@ -22,6 +22,21 @@ def rss_mb(pid: int) -> float:
     except (OSError, ValueError):
         pass
     return 0.0
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size of `pid` in MB: shared pages split among the processes sharing them.
+
+    Summing RSS over PostgreSQL's backends counts its shared buffers once per backend (we saw
+    ~940 MB for a server using a fraction of that); PSS sums to what the tree really holds.
+    """
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return rss_mb(pid)
 
 
 def children(pid: int) -> list[int]:
@@ -99,7 +114,7 @@ class Sampler:
         for w in watched:
             tree = descendants(w.pid)
             if w.summed:
-                rows.append((now, w.system, w.label, rss_mb(w.pid) + sum(map(rss_mb, tree))))
+                rows.append((now, w.system, w.label, pss_mb(w.pid) + sum(map(pss_mb, tree))))
                 continue
             rows.append((now, w.system, w.label, rss_mb(w.pid)))
             for number, child in enumerate(sorted(tree)):

@@ -16,8 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -267,20 +265,24 @@ class N8n:
         return {"n8n": installed_version() or "?", "Node.js": node.stdout.strip()}
 
 
-@contextmanager
-def running(base: Path, slow_url: str) -> Iterator[N8n]:
-    """A fresh n8n with the bench workflows published, stopped (by pid) at the end."""
+def start_peer(base: Path, slow_url: str) -> N8n:
+    """A fresh n8n with the bench workflows published and answering (the caller stops it).
+
+    Import and publish are one n8n CLI start-up each (~15 s apiece on a busy machine), so the
+    bench runs this in a thread while our stack starts.
+    """
     if installed_version() != VERSION:
         raise SystemExit(f"n8n {VERSION} is not installed: run `make bench-peer` (it installs it)")
     home = base / "n8n-home"
     home.mkdir(parents=True, exist_ok=True)
     peer = N8n(home, slow_url, base)
-    peer.import_and_publish()
-    peer.start()
     try:
-        yield peer
-    finally:
+        peer.import_and_publish()
+        peer.start()
+    except BaseException:
         peer.stop()
+        raise
+    return peer
 
 
 if __name__ == "__main__":

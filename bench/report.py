@@ -239,7 +239,7 @@ def write_report(results: dict[str, Any], path: Path, out_dir: Path) -> Path:
             lines += [f"- {name}: {profile['error']}"]
             continue
         lines += [
-            f"### {name} ([interactive]({rel}/{profile['html']}), [text]({rel}/{profile['text']}))",
+            f"### {name} ([text]({rel}/{profile['text']}); `{profile['html']}` beside it)",
             "",
             "```",
             profile["summary"],
@@ -278,7 +278,11 @@ METHOD = """\
   History rows are inserted with one `generate_series` statement (two steps per run).
 - Profiles: pyinstrument (py-spy cannot read this machine's pyenv Python) around a second
   ingest process driven by wrk, and around one worker process started with exactly the command
-  line its supervisor gives it, draining CPU-light runs."""
+  line its supervisor gives it, draining CPU-light runs. Times are wall-clock, so idle waits
+  show. pyinstrument samples the main thread only: in the worker that is RQ's loop (dequeue,
+  job bookkeeping); the engine's event-loop thread, where the nodes run, is not in it. The
+  text profiles are committed; the interactive HTML ones (~1 MB each) are written beside them
+  by every run and not committed."""
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def profile_phase(args: argparse.Namespace, ours: Ours, sampler: Sampler) -> dic
     with profiling.profiled(["-m", "services.ingest", "--port", str(port)], env, session) as proc:
         wait_for_port(port, 60, proc)
         token_path = httpx.URL(ours.hook_url("ingest")).path
-        ingest_round(args.client, f"http://127.0.0.1:{port}{token_path}", 32, 8)
+        ingest_round(args.client, f"http://127.0.0.1:{port}{token_path}", 32, 6)
     ours.discard_queue()
     found["ingest"] = _render(session, out_dir, "ingest")
 
@@ -69,7 +69,7 @@ def profile_phase(args: argparse.Namespace, ours: Ours, sampler: Sampler) -> dic
     session = out_dir / "profile-worker.pyisession"
     with profiling.profiled(_module_argv(argv), child_env, session, signal.SIGTERM):
         time.sleep(3)  # imports and warm-up before the load
-        result = throughput_round(ours, BY_NAME["cpu"], max(100, int(500 * args.scale)))
+        result = throughput_round(ours, BY_NAME["cpu"], max(100, int(300 * args.scale)))
     found["worker"] = _render(session, out_dir, "worker")
     found["worker"]["runs_per_s_profiled"] = result["runs_per_s"]
     ours.start_worker(args.processes, args.concurrency)
@@ -88,7 +88,7 @@ def _render(session: Path, out_dir: Path, name: str) -> dict[str, Any]:
 
 def scaling_phase(args: argparse.Namespace, ours: Ours, sampler: Sampler) -> dict[str, Any]:
     """CPU-light runs/s with 1, 2, 4 worker processes, and bare RQ no-op jobs/s alike."""
-    runs = max(100, int(1000 * args.scale))
+    runs = max(100, int(500 * args.scale))
     if args.budget * 60 - (time.time() - args.began) < 240:
         runs = max(100, runs // 3)
         args.cuts.append(f"scaling measured with {runs} runs per point to stay within budget")
@@ -102,6 +102,7 @@ def scaling_phase(args: argparse.Namespace, ours: Ours, sampler: Sampler) -> dic
         points.append(result)
         print(f"  {processes} worker processes: {result['runs_per_s']:.1f} runs/s", flush=True)
     ours.stop_worker()
+    noop_jobs = max(100, int(300 * args.scale))
     for processes in args.scaling:
         done = subprocess.run(
             [
@@ -109,7 +110,7 @@ def scaling_phase(args: argparse.Namespace, ours: Ours, sampler: Sampler) -> dic
                 "-m",
                 "bench.rq_baseline",
                 ours.infra.redis_url,
-                str(runs),
+                str(noop_jobs),
                 str(processes),
             ],
             cwd=ROOT,
@@ -157,7 +158,7 @@ def history_phase(args: argparse.Namespace, ours: Ours, sampler: Sampler) -> dic
         ours.discard_queue()
         ours.start_worker(args.processes, args.concurrency)
         cpu = throughput_round(ours, BY_NAME["cpu"], runs)
-        idle = [ours.idle_latency_ms("cpu") for _ in range(args.idle_samples)]
+        idle = [ours.idle_latency_ms("cpu") for _ in range(max(3, args.idle_samples // 2))]
         out[str(total)] = {
             "rows": rows,
             "seed_seconds": seconds,
