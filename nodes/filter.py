@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import math
-import re
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.nodes import Halt, NodeContext, NodeError, NodeSpec, is_template
 
-# `re` has no timeout; bounding pattern and input sizes keeps a pathological regex from pinning
-# a worker for long (it does not make catastrophic backtracking impossible).
+# Patterns and inputs are user data. Python's `re` backtracks: one pattern like `(a+)+$` on a
+# long input holds the GIL for minutes (the job's heartbeat stops and RQ runs it twice). RE2
+# matches in time linear in the input and refuses what it cannot do that way (backreferences,
+# lookarounds), so the work of a match is bounded by the sizes below.
 MAX_PATTERN_CHARS = 1000
 MAX_MATCH_INPUT_CHARS = 100_000
+# RE2 compiles a pattern into an automaton within this memory (`a{1000}{1000}`-style patterns
+# are refused at compile time instead of growing it).
+_MAX_PROGRAM_BYTES = 4 << 20
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.max_mem = _MAX_PROGRAM_BYTES
+_RE2_OPTIONS.log_errors = False  # the error is ours to report, not RE2's to print on stderr
 
 Op = Literal[
     "eq",
@@ -63,13 +72,27 @@ class FilterParams(BaseModel):
         return self
 
 
-def _compile(pattern: str, *, error: type[Exception] = NodeError) -> re.Pattern[str]:
+@lru_cache(maxsize=256)
+def _compile_re2(pattern: str) -> Any:
+    return re2.compile(pattern, options=_RE2_OPTIONS)
+
+
+def _compile(pattern: str, *, error: type[Exception] = NodeError) -> Any:
+    """The compiled RE2 pattern, or `error` naming what RE2 refused (syntax, backreference)."""
     if len(pattern) > MAX_PATTERN_CHARS:
         raise error(f"regular expression longer than {MAX_PATTERN_CHARS} characters")
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise error(f"invalid regular expression {pattern!r}: {exc}") from None
+        return _compile_re2(pattern)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", errors="replace")
+        raise error(
+            f"invalid regular expression {pattern!r}: {reason} (RE2 syntax: no backreferences "
+            "or lookarounds)"
+        ) from None
+    except UnicodeEncodeError:
+        raise error(f"invalid regular expression {pattern!r}: not valid Unicode") from None
 
 
 def _is_number(value: Any) -> bool:
@@ -162,7 +185,11 @@ def _matches(value: Any, pattern: Any) -> bool:
         raise NodeError(f"'matches' needs a string to match, got {type(value).__name__}")
     if len(value) > MAX_MATCH_INPUT_CHARS:
         raise NodeError(f"'matches' input longer than {MAX_MATCH_INPUT_CHARS} characters")
-    return _compile(pattern).search(value) is not None
+    try:
+        return _compile(pattern).search(value) is not None
+    except UnicodeEncodeError:
+        # RE2 works on UTF-8; a lone surrogate (only a template can build one) has none.
+        raise NodeError("'matches' input is not valid Unicode") from None
 
 
 def _short(value: Any) -> str:

@@ -41,6 +41,13 @@ class HttpRequestParams(BaseModel):
     json_: Any = Field(default=None, alias="json", description="sent as a JSON body")
     body: str | None = Field(default=None, description="sent as a raw body")
     timeout_s: Annotated[float, Field(gt=0, le=3600)] | None = None
+    credential: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")] | None = Field(
+        default=None,
+        description=(
+            "name of a bearer, basic or header credential: the engine adds it as the request's "
+            "Authorization (or named) header; run records show [credential <name>]"
+        ),
+    )
 
     @field_validator("method", mode="before")
     @classmethod

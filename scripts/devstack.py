@@ -27,6 +27,7 @@ from scripts.localinfra import (
     running_as_root,
     stop_process,
 )
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"auth": 36, "workflows": 35, "ingest": 33, "worker": 32, "postgres": 34, "redis": 31}
@@ -117,6 +118,11 @@ def main() -> int:
             env["REDIS_URL"] = redis_server.url
             _say("redis", f"ready on 127.0.0.1:{redis_server.port} (append-only file on)")
 
+        if not os.environ.get("AUTOMATEOS_ENCRYPTION_KEYS"):
+            # Generated once, before the migration (which seals existing webhook secrets) and
+            # before the services start, so they all read the same file.
+            Settings(data_dir=data_dir).keyring()
+            _say("keys", f"credentials encrypted with the key in {data_dir / 'encryption-keys'}")
         subprocess.run(
             [sys.executable, "-m", "shared.db", "upgrade"], cwd=ROOT, env=env, check=True
         )
@@ -146,6 +152,7 @@ def main() -> int:
             "\nAutomateOS is up:\n"
             "  auth       http://127.0.0.1:8001  (/auth/register, /auth/login, /docs)\n"
             "  workflows  http://127.0.0.1:8002  (/workflows, /runs, /nodes, /docs)\n"
+            "  console    http://127.0.0.1:8002/console/  (log in with a registered user)\n"
             "  ingest     http://127.0.0.1:8003  (/hooks/<token>)\n"
             f"  worker     {args.workers} processes, metrics on http://127.0.0.1:{metrics_port}/metrics\n"
             "Ctrl-C stops everything.\n",

@@ -15,7 +15,9 @@ class EchoHandler(BaseHTTPRequestHandler):
     def _echo(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length).decode(errors="replace") if length else ""
-        print(f"{self.command} {self.path} {body}", flush=True)
+        # The walkthrough's credential arrives as this header: show that it did.
+        auth = self.headers.get("authorization")
+        print(f"{self.command} {self.path} {body}" + (f"  [{auth}]" if auth else ""), flush=True)
         answer = json.dumps({"method": self.command, "path": self.path, "body": body}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")

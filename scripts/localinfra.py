@@ -229,6 +229,19 @@ class PostgresServer:
         )
         return done.stdout
 
+    def dump(self, database: str) -> str:
+        """The whole database as `pg_dump` writes it (schema and data, plain SQL)."""
+        done = subprocess.run(
+            [
+                *[self._bin("pg_dump"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+                *["--no-owner", database],
+            ],
+            capture_output=True,
+            check=True,
+            text=True,
+        )
+        return done.stdout
+
     def stop(self) -> None:
         """Fast shutdown (SIGINT: disconnect clients, checkpoint, exit) by the server's pid."""
         if self.proc is not None:

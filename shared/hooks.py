@@ -10,7 +10,7 @@ import base64
 import hashlib
 import hmac
 import uuid
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 
@@ -28,6 +28,9 @@ class HookRecord(TypedDict):
     owner_id: str
     version: int
     active: bool
+    # Its secret is sealed (shared/crypto.py). A record without the flag predates encryption
+    # and is replaced by a sealed one of the same version (services/workflows/hooks/service.py).
+    sealed: NotRequired[bool]
     signature: SignatureConfig | None
 
 

@@ -44,6 +44,8 @@ class TriggerRequest(TypedDict):
     query: dict[str, Any]
     method: str
     received_at: str
+    # The tick's time, on runs started by a schedule trigger (services/worker/scheduler.py).
+    scheduled_at: NotRequired[str]
 
 
 class RunJob(TypedDict):

@@ -6,6 +6,7 @@ import argparse
 
 import uvicorn
 
+from shared.http_protocol import GuardedHttpToolsProtocol
 from shared.logs import configure_logging
 from shared.settings import get_settings
 
@@ -20,6 +21,7 @@ def serve(service: str, factory: str, default_port: int) -> None:
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
     configure_logging(service, args.log_level.upper())
+    trusted = [item.strip() for item in settings.trusted_proxies.split(",") if item.strip()]
     uvicorn.run(
         factory,
         factory=True,
@@ -31,4 +33,10 @@ def serve(service: str, factory: str, default_port: int) -> None:
         # Accept connections until the load balancer stops sending, then finish in-flight ones.
         timeout_graceful_shutdown=20,
         server_header=False,
+        # Head size/count limits and read deadlines uvicorn lacks (shared/http_protocol.py).
+        http=GuardedHttpToolsProtocol,
+        # X-Forwarded-For/-Proto only from the configured proxies (uvicorn would otherwise trust
+        # 127.0.0.1): the client address is what login throttling counts by.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
     )

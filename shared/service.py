@@ -13,9 +13,14 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.body_limit import BodyLimit, BodyLimitMiddleware
+from shared.jsonbody import StrictJSONMiddleware
+from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +83,15 @@ def build_app(
     title: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     readiness: Callable[[FastAPI], Mapping[str, ReadinessCheck]],
+    max_body_bytes: int | BodyLimit = 64 * 1024,
     version: str = "0.1.0",
 ) -> FastAPI:
     """A FastAPI app with /healthz, /readyz, /metrics, JSON errors and request metrics.
 
     `readiness(app)` returns the named checks (e.g. database, redis) that /readyz runs, each
     bounded by a timeout so a hung dependency makes the service unready instead of hanging.
+    `max_body_bytes` bounds every request body (413 beyond), or is a function of the request
+    scope for a service whose routes differ.
     """
     app = FastAPI(title=title, version=version, lifespan=lifespan)
 
@@ -111,8 +119,31 @@ def build_app(
         log.exception("unhandled error", extra={"path_template": _template(request)})
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    # NaN, NUL and 65-bit integers are 422s here rather than 500s in PostgreSQL or the worker.
+    app.add_middleware(StrictJSONMiddleware, max_bytes=get_settings().max_body_bytes)
+    # Outside the JSON check (added later = runs first): an over-size body is refused before
+    # anything buffers or parses it.
+    limit = max_body_bytes if callable(max_body_bytes) else _fixed(max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=limit)
     app.add_middleware(RequestMetricsMiddleware, service=service)
     return app
+
+
+def _fixed(limit: int) -> BodyLimit:
+    return lambda scope: limit
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # FastAPI echoes each rejected value as `input` (and some in `ctx`): a rejected password,
+    # signature secret or unknown field's value must not come back in a response, or land in a
+    # client's logs. The location, the message and the type say what was wrong.
+    detail = [
+        {key: value for key, value in error.items() if key in ("loc", "msg", "type")}
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def _template(request: Request) -> str:

@@ -8,12 +8,15 @@ production they must be given, and the process refuses to start without them.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.crypto import Keyring, generate_key_entry
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/automateos"
 
@@ -50,17 +53,52 @@ class Settings(BaseSettings):
     jwt_audience: str = "automateos"
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 14 * 24 * 3600
+    # Failed logins per (account, client) and per client within the lockout window.
     login_max_failures: int = 5
+    login_max_failures_per_client: int = 20
     login_lockout_seconds: int = 900
+    # argon2 hashes at once per auth process (each holds 19 MiB), and how long a login waits
+    # for one before it is answered 503 with Retry-After.
+    password_hash_concurrency: int = Field(4, ge=1)
+    password_hash_queue_seconds: float = Field(2.0, gt=0)
+    # Comma-separated addresses/CIDRs of the proxies (the Ingress controller) whose
+    # X-Forwarded-For names the client; empty: the peer address is the client.
+    trusted_proxies: str = ""
+
+    # Every HTTP service (shared/http_protocol.py): a request's line and headers, how many
+    # header fields, and how long a client may take to send the head and then the body.
+    http_max_header_bytes: int = Field(32 * 1024, ge=1024)
+    http_max_headers: int = Field(100, ge=10)
+    http_head_timeout_seconds: float = Field(10.0, gt=0)
+    http_body_timeout_seconds: float = Field(30.0, gt=0)
 
     queue_name: str = "automateos"
     job_timeout_seconds: int = 900
-    max_body_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = 10 * 1024 * 1024  # webhooks and manual runs
+    api_max_body_bytes: int = Field(1024 * 1024, ge=1024)  # workflow definitions, credentials
     dedupe_ttl_seconds: int = 7 * 24 * 3600
     hook_cache_seconds: float = 0.5
     egress_allowlist: str = ""
     metrics_port: int = 9100
     step_payload_max_bytes: int = 64 * 1024
+
+    # `<id>:<base64 32 bytes>`, comma-separated, newest first (shared/crypto.py).
+    encryption_keys: str = Field("", repr=False)
+
+    # Schedules run in the worker supervisors (one active through a lease); off in test
+    # stacks that share one database, so only the test that wants ticks gets them.
+    scheduler_enabled: bool = True
+    # Schedules: a tick more than this late (the scheduler was down) is skipped, not run.
+    schedule_misfire_grace_seconds: float = Field(60.0, ge=0)
+    schedule_poll_seconds: float = Field(0.2, gt=0, le=10)
+
+    # Run history retention (services/worker/retention.py); workflows may override both.
+    run_retention_days: float = Field(14, gt=0)
+    run_retention_max_per_workflow: int = Field(10_000, ge=1)
+    run_retention_interval_seconds: float = Field(60.0, gt=0)
+    run_retention_batch: int = Field(500, ge=1, le=50_000)
+    # After each batch the pruner rests this many times as long as the batch took.
+    run_retention_rest_ratio: float = Field(2.0, ge=0)
 
     @field_validator("database_url")
     @classmethod
@@ -78,20 +116,13 @@ class Settings(BaseSettings):
             raise ValueError("AUTOMATEOS_MAX_BODY_BYTES must be between 1 and 10485760")
         return value
 
-    @model_validator(mode="after")
-    def _secrets_present(self) -> Settings:
-        if self.env == "production":
-            missing = [
-                name
-                for name, value in (
-                    ("AUTOMATEOS_INTERNAL_TOKEN", self.internal_token),
-                    ("AUTOMATEOS_WEBHOOK_KEY", self.webhook_key),
-                )
-                if len(value) < 32
-            ]
-            if missing:
-                raise ValueError(f"production needs secrets of >= 32 characters: {missing}")
-        return self
+    @field_validator("encryption_keys")
+    @classmethod
+    def _keys_parse(cls, value: str) -> str:
+        # Refuse to start on a malformed key rather than fail on the first credential.
+        if value.strip():
+            Keyring.parse(value)
+        return value
 
     @property
     def keys_dir(self) -> Path:
@@ -99,19 +130,46 @@ class Settings(BaseSettings):
         return self.signing_keys_dir or self.data_dir / "keys"
 
     def resolved_internal_token(self) -> str:
-        """The service-to-service secret, generated once per data folder in local mode."""
-        return self.internal_token or _local_secret(self.data_dir / "internal-token")
+        """The service-to-service secret, generated once per data folder in local mode.
+
+        Only the processes that use it ask (workflows, ingest), so only they need it: in
+        production they refuse to start without one of at least 32 characters.
+        """
+        return self._production_secret("AUTOMATEOS_INTERNAL_TOKEN", self.internal_token) or (
+            _local_secret(self.data_dir / "internal-token")
+        )
 
     def resolved_webhook_key(self) -> bytes:
         """The key webhook tokens are derived from, generated once per data folder locally."""
-        return (self.webhook_key or _local_secret(self.data_dir / "webhook-key")).encode()
+        key = self._production_secret("AUTOMATEOS_WEBHOOK_KEY", self.webhook_key) or (
+            _local_secret(self.data_dir / "webhook-key")
+        )
+        return key.encode()
+
+    def _production_secret(self, name: str, value: str) -> str:
+        if self.env == "production" and len(value) < 32:
+            raise ValueError(f"production needs {name} of >= 32 characters")
+        return value
+
+    def keyring(self) -> Keyring:
+        """The encryption keys; generated once per data folder in local mode.
+
+        Raises KeyringError when the configured value is malformed.
+        """
+        if self.env == "production" and not self.encryption_keys.strip():
+            # Only the processes that decrypt ask, so only they need the keys.
+            raise ValueError("production needs AUTOMATEOS_ENCRYPTION_KEYS")
+        text = self.encryption_keys or _local_secret(
+            self.data_dir / "encryption-keys", generate_key_entry
+        )
+        return Keyring.parse(text)
 
 
-def _local_secret(path: Path) -> str:
+def _local_secret(path: Path, generate: Callable[[], str] | None = None) -> str:
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
+    value = generate() if generate else secrets.token_urlsafe(48)
     # Write-then-rename so two services starting together cannot read a half-written file.
     tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
     tmp.write_text(value)

@@ -6,17 +6,22 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from services.auth.issuer import TokenIssuer
 from services.auth.keys import KeyRing
 from services.auth.ratelimit import LoginThrottle
 from services.auth.users.endpoints import router
+from services.auth.users.passwords import HashingBusy, PasswordHasher
 from shared.db.engine import create_engine, session_factory
 from shared.readiness import database_check, redis_check
 from shared.service import ReadinessCheck, build_app
 from shared.settings import get_settings
 from shared.tokens import TokenVerifier
+
+# The largest auth body is a 4 KiB refresh token or a 1 KiB password: 64 KiB is generous.
+AUTH_MAX_BODY_BYTES = 64 * 1024
 
 
 @asynccontextmanager
@@ -32,7 +37,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.issuer = TokenIssuer(keys, settings)
     app.state.verifier = TokenVerifier(keys, settings.jwt_issuer, settings.jwt_audience)
     app.state.throttle = LoginThrottle(
-        redis_client, settings.login_max_failures, settings.login_lockout_seconds
+        redis_client,
+        settings.login_max_failures,
+        settings.login_max_failures_per_client,
+        settings.login_lockout_seconds,
+    )
+    app.state.hasher = PasswordHasher(
+        settings.password_hash_concurrency, settings.password_hash_queue_seconds
     )
     try:
         yield
@@ -45,9 +56,23 @@ def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:
     return {"database": database_check(app.state.engine), "redis": redis_check(app.state.redis)}
 
 
+async def _hashing_busy(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HashingBusy)
+    return JSONResponse(
+        {"detail": str(exc)},
+        status_code=503,
+        headers={"Retry-After": str(exc.retry_after_s)},
+    )
+
+
 def create_app() -> FastAPI:
     app = build_app(
-        service="auth", title="AutomateOS auth", lifespan=lifespan, readiness=_readiness
+        service="auth",
+        title="AutomateOS auth",
+        lifespan=lifespan,
+        readiness=_readiness,
+        max_body_bytes=AUTH_MAX_BODY_BYTES,
     )
+    app.add_exception_handler(HashingBusy, _hashing_busy)
     app.include_router(router)
     return app

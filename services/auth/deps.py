@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from services.auth.issuer import TokenIssuer
 from services.auth.ratelimit import LoginThrottle
+from services.auth.users.passwords import PasswordHasher
 from shared.db.deps import SessionDep as SessionDep  # re-exported: every alias lives here
 
 
@@ -21,5 +22,11 @@ def _throttle(request: Request) -> LoginThrottle:
     return throttle
 
 
+def _hasher(request: Request) -> PasswordHasher:
+    hasher: PasswordHasher = request.app.state.hasher
+    return hasher
+
+
+HasherDep = Annotated[PasswordHasher, Depends(_hasher)]
 IssuerDep = Annotated[TokenIssuer, Depends(_issuer)]
 ThrottleDep = Annotated[LoginThrottle, Depends(_throttle)]

@@ -56,6 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis,
         InternalHookSource(workflows, settings.resolved_internal_token()).fetch,
         settings.hook_cache_seconds,
+        keyring=settings.keyring(),
     )
     store = RunStore(redis, job_packer(enqueuer), settings.dedupe_ttl_seconds)
     app.state.redis = redis
@@ -80,7 +81,12 @@ def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:
 def create_app() -> IngestApp:
     """The ingest ASGI app (uvicorn factory); the FastAPI app is its `.api`."""
     api = build_app(
-        service="ingest", title="AutomateOS ingest", lifespan=lifespan, readiness=_readiness
+        service="ingest",
+        title="AutomateOS ingest",
+        lifespan=lifespan,
+        readiness=_readiness,
+        # The FastAPI side takes resume callbacks; webhooks bypass it with their own limit.
+        max_body_bytes=callbacks.MAX_CALLBACK_BYTES,
     )
     api.include_router(callbacks.router)
     document(api)

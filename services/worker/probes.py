@@ -17,8 +17,9 @@ Handler = Callable[[], Awaitable[Response]]
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 _REASONS[503] = "Service Unavailable"
-_READ_TIMEOUT_S = 5.0
+_READ_TIMEOUT_S = 5.0  # for the whole request head, not per line: a slow client is dropped
 _MAX_HEADER_LINES = 100
+_MAX_LINE_BYTES = 8192  # a longer line is a 400 (StreamReader raises ValueError)
 
 
 class ProbeServer:
@@ -29,7 +30,7 @@ class ProbeServer:
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         """Bind and start serving (raises OSError when the port is taken)."""
-        return await asyncio.start_server(self._handle, host, port)
+        return await asyncio.start_server(self._handle, host, port, limit=_MAX_LINE_BYTES)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -53,13 +54,14 @@ class ProbeServer:
             writer.close()
 
     async def _respond(self, reader: asyncio.StreamReader) -> Response:
-        request_line = await asyncio.wait_for(reader.readline(), _READ_TIMEOUT_S)
-        for _ in range(_MAX_HEADER_LINES):
-            line = await asyncio.wait_for(reader.readline(), _READ_TIMEOUT_S)
-            if line in (b"\r\n", b"\n", b""):
-                break
-        else:
-            raise ValueError("too many header lines")
+        async with asyncio.timeout(_READ_TIMEOUT_S):
+            request_line = await reader.readline()
+            for _ in range(_MAX_HEADER_LINES):
+                line = await reader.readline()
+                if line in (b"\r\n", b"\n", b""):
+                    break
+            else:
+                raise ValueError("too many header lines")
         method, target, _version = request_line.decode("ascii").split(" ", 2)
         handler = self.routes.get(target.split("?", 1)[0])
         if handler is None:

@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 
 import redis
@@ -50,6 +51,9 @@ def main() -> None:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
 
+    # Three threads share the GIL (RQ's loop, the engine loop, RQ bookkeeping): the default 5 ms
+    # switch interval would let a busy engine loop hold off a Redis reply for that long.
+    sys.setswitchinterval(0.001)
     configure_logging("worker", args.log_level.upper())
     # httpx logs every request's full URL at INFO; query strings carry API keys.
     for noisy in ("httpx", "httpcore"):

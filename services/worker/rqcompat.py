@@ -3,6 +3,8 @@
 - `dequeue`: RQ's `dequeue_job_and_maintain_ttl` loops until a job arrives, so a stop request
   could only interrupt it by raising from the signal handler (which can strand a job popped
   at that moment). Ours returns None after a dequeue timeout once a stop was requested.
+- `prepare`: RQ's `prepare_execution` and `prepare_job_execution` are two round trips per
+  job; the same writes go in one.
 - `renew`: RQ renews one job per pipeline (`maintain_heartbeats`); with 32 runs in flight one
   pipeline renews them all.
 
@@ -22,6 +24,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.utils import now
+from rq.worker import WorkerStatus
 
 if TYPE_CHECKING:
     from rq.worker import BaseWorker as Worker
@@ -69,6 +72,26 @@ def dequeue(
             return None
         job.redis_server_version = worker.get_redis_server_version()  # type: ignore[no-untyped-call]
         return result
+
+
+def prepare(worker: Worker, job: Job, queue: Queue) -> Execution:
+    """Record the job as started by `worker` (execution, started registry, job status).
+
+    The writes of RQ's `prepare_execution` and `prepare_job_execution`, in one pipeline.
+    """
+    ttl = worker.get_heartbeat_ttl(job)
+    with worker.connection.pipeline() as pipeline:
+        execution = Execution.create(job, ttl, pipeline=pipeline, worker_name=worker.name)
+        worker.executions[execution.id] = execution
+        worker.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+        worker.heartbeat(ttl, pipeline=pipeline)
+        job.heartbeat(now(), ttl, pipeline=pipeline)
+        job.prepare_for_execution(worker.name, pipeline=pipeline)
+        pipeline.persist(job.key)
+        if len(worker.queues) == 1:
+            pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+        pipeline.execute()
+    return execution
 
 
 def _give_back(worker: Worker, job: Job, queue: Queue) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.worker.config import WorkerSettings
 from services.worker.engine import NodeRunner, RunEngine, VersionCache
+from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json
 from services.worker.loop import EngineLoop
@@ -85,14 +86,14 @@ class WorkerRuntime:
             engine_loop=self.engine_loop,
             public_url=settings.public_url,
             resume_key=settings.resolved_webhook_key(),
-        )
-        parking = Parking(
-            self.redis,
-            settings,
             park_after_s=worker_settings.park_after_seconds,
+            credentials=CredentialVault(self.db, settings.keyring()),
         )
         self.engine = RunEngine(
-            self.db, runner, VersionCache(worker_settings.version_cache_size), parking
+            self.db,
+            runner,
+            VersionCache(worker_settings.version_cache_size),
+            Parking(self.redis, settings),
         )
         self.engine_loop.start()
 

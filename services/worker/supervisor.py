@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from services.worker.background import BackgroundJobs
 from services.worker.collectors import QueueCollector, WorkerProcessCollector
 from services.worker.config import WorkerSettings
 from services.worker.pool import ProcessPool
@@ -126,9 +127,12 @@ class Supervisor:
         )
         self.wakeups.start()
         sweeper = asyncio.create_task(self._sweep_forever())
+        background = BackgroundJobs(self.settings)
+        background.start()
         try:
             await self.pool.supervise()
         finally:
+            await background.stop()
             sweeper.cancel()
             await asyncio.to_thread(self.wakeups.stop)
             server.close()

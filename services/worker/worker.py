@@ -209,9 +209,9 @@ class RunWorker(SimpleWorker):
         return result
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Prepare the job as RQ does, then start its run on the loop and return at once."""
+        """Record the job as started as RQ does, then start its run on the loop; return at once."""
         try:
-            execution = self.prepare_execution(job)
+            execution = rqcompat.prepare(self, job, queue)
         except BaseException:
             self._slots.release()
             raise
@@ -220,7 +220,6 @@ class RunWorker(SimpleWorker):
             self._inflight[execution.id] = flight
         self._count_in_flight()
         try:
-            self.prepare_job_execution(job, remove_from_intermediate_queue=len(self.queues) == 1)
             job.started_at = now()
             flight.future = self._start_run(_run_payload(job), float(job.timeout or 0))
         except BaseException as exc:

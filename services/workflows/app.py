@@ -10,17 +10,25 @@ from contextlib import asynccontextmanager
 import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from starlette.types import Scope
 
+from services.workflows.activity.endpoints import router as activity_router
 from services.workflows.catalogue.endpoints import router as catalogue_router
+from services.workflows.console.endpoints import router as console_router
+from services.workflows.console.endpoints import session_router as console_session_router
+from services.workflows.console.endpoints import static_files as console_static_files
+from services.workflows.console.session import AuthClient
+from services.workflows.credentials.endpoints import router as credentials_router
+from services.workflows.credentials.service import CredentialConflict, CredentialNotFound
 from services.workflows.hooks.endpoints import router as hooks_router
 from services.workflows.hooks.service import HookMirror, mirror_all_at_startup
 from services.workflows.runs.endpoints import router as runs_router
 from services.workflows.runs.service import RunNotFound
 from services.workflows.workflows.endpoints import router as workflows_router
 from services.workflows.workflows.service import InvalidDefinition, WebhookUrls, WorkflowNotFound
+from shared.body_limit import BodyLimit
 from shared.db.engine import create_engine, session_factory
 from shared.nodes import load_registry
 from shared.queue import RunEnqueuer
@@ -55,9 +63,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.jwt_issuer,
         settings.jwt_audience,
     )
+    app.state.console_auth = AuthClient(http, settings.auth_url)
     app.state.registry = load_registry()
     app.state.urls = WebhookUrls(settings.resolved_webhook_key(), settings.public_url)
     app.state.internal_token = settings.resolved_internal_token()
+    app.state.keyring = settings.keyring()
     app.state.mirror = mirror
     app.state.enqueuer = RunEnqueuer(
         redis_client, settings.queue_name, settings.job_timeout_seconds
@@ -80,8 +90,13 @@ def _readiness(app: FastAPI) -> Mapping[str, ReadinessCheck]:
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:
-    what = "run" if isinstance(exc, RunNotFound) else "workflow"
+    what = {RunNotFound: "run", CredentialNotFound: "credential"}.get(type(exc), "workflow")
     return JSONResponse({"detail": f"{what} not found"}, status_code=404)
+
+
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CredentialConflict)
+    return JSONResponse({"detail": exc.message}, status_code=409)
 
 
 async def _invalid_definition(request: Request, exc: Exception) -> JSONResponse:
@@ -97,31 +112,39 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    # FastAPI echoes each rejected value as `input`; a rejected signature secret must not come
-    # back in a response (or land in a client's logs), so no input is echoed at all.
-    detail = [
-        {key: value for key, value in error.items() if key in ("loc", "msg", "type")}
-        for error in exc.errors()
-    ]
-    return JSONResponse({"detail": detail}, status_code=422)
+def _body_limit(api_limit: int, run_limit: int) -> BodyLimit:
+    # A manual run's body is a trigger body, allowed as much as a webhook's; everything else
+    # (definitions, credentials) is far smaller.
+    def limit(scope: Scope) -> int:
+        manual_run = scope["method"] == "POST" and scope["path"].endswith("/run")
+        return run_limit if manual_run else api_limit
+
+    return limit
 
 
 def create_app() -> FastAPI:
+    settings = get_settings()
     app = build_app(
         service="workflows",
         title="AutomateOS workflows",
         lifespan=lifespan,
         readiness=_readiness,
+        max_body_bytes=_body_limit(settings.api_max_body_bytes, settings.max_body_bytes),
     )
     app.add_exception_handler(WorkflowNotFound, _not_found)
     app.add_exception_handler(RunNotFound, _not_found)
+    app.add_exception_handler(CredentialNotFound, _not_found)
+    app.add_exception_handler(CredentialConflict, _conflict)
     app.add_exception_handler(InvalidDefinition, _invalid_definition)
     app.add_exception_handler(RedisError, _redis_unavailable)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    # Before the workflows router: /workflows/{workflow_id} would take "activity" as an id.
+    app.include_router(activity_router)
     app.include_router(workflows_router)
     app.include_router(runs_router)
     app.include_router(catalogue_router)
     app.include_router(hooks_router)
+    app.include_router(console_router)
+    app.include_router(console_session_router)
+    app.mount("/console/static", console_static_files(), name="console-static")
+    app.include_router(credentials_router)
     return app

@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request, status
 
 from services.workflows.hooks.service import HookMirror
 from services.workflows.workflows.service import WebhookUrls
+from shared.crypto import Keyring
 from shared.db.deps import SessionDep as SessionDep  # re-exported: every alias lives here
 from shared.nodes import NodeRegistry
 from shared.queue import RunEnqueuer
@@ -46,6 +47,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _keyring(request: Request) -> Keyring:
+    keyring: Keyring = request.app.state.keyring
+    return keyring
+
+
 def _internal_token(request: Request) -> str:
     token: str = request.app.state.internal_token
     return token
@@ -74,6 +80,7 @@ UrlsDep = Annotated[WebhookUrls, Depends(_urls)]
 RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
 EnqueuerDep = Annotated[RunEnqueuer, Depends(_enqueuer)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+KeyringDep = Annotated[Keyring, Depends(_keyring)]
 InternalTokenDep = Annotated[str, Depends(_internal_token)]
 WorkflowId = Annotated[uuid.UUID, Depends(_workflow_id)]
 RunId = Annotated[uuid.UUID, Depends(_run_id)]

@@ -1,12 +1,15 @@
-"""`python -m shared.db upgrade|downgrade REV|current|history|revision -m MSG`."""
+"""`python -m shared.db upgrade|downgrade REV|current|history|revision -m MSG|reencrypt`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 from alembic import command
 
 from shared.db.migrate import alembic_config
+from shared.db.reencrypt import reencrypt
+from shared.settings import get_settings
 
 
 def main() -> None:
@@ -20,7 +23,20 @@ def main() -> None:
     sub.add_parser("history", help="list migrations")
     rev = sub.add_parser("revision", help="create a migration from model changes")
     rev.add_argument("-m", "--message", required=True)
+    sub.add_parser(
+        "reencrypt", help="seal every credential and webhook secret under the newest key"
+    )
     args = parser.parse_args()
+
+    if args.action == "reencrypt":
+        settings = get_settings()
+        done = asyncio.run(reencrypt(settings.database_url, settings.redis_url, settings.keyring()))
+        print(
+            f"re-encrypted under key {settings.keyring().newest_id!r}: "
+            f"{done.credentials} credentials, {done.webhook_secrets} webhook secrets "
+            f"({done.redis_records} routing records updated in Redis)"
+        )
+        return
 
     config = alembic_config()
     if args.action == "upgrade":

@@ -57,7 +57,14 @@ class RefreshToken(SQLModel, table=True):
 
 class Workflow(SQLModel, table=True):
     __tablename__ = "workflows"
-    __table_args__ = (Index("ix_workflows_owner_created", "owner_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_workflows_owner_created", "owner_id", "created_at", "id"),
+        Index(
+            "ix_workflows_next_run_at",
+            "next_run_at",
+            postgresql_where=text("next_run_at IS NOT NULL"),
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
@@ -70,6 +77,28 @@ class Workflow(SQLModel, table=True):
     trigger: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
     webhook_token_hash: str = Field(max_length=64, unique=True)
     webhook_nonce: str = Field(max_length=64)
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+    # The next tick of a schedule trigger; NULL when inactive or not scheduled. The scheduler
+    # claims a tick by moving it on (services/worker/scheduler.py).
+    next_run_at: datetime | None = _ts(default=None)
+    # Per-workflow overrides of run retention: {"days", "max_runs", "keep_details"}.
+    retention: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+
+
+class Credential(SQLModel, table=True):
+    """A user's secret for nodes to use; `data` is sealed (shared/crypto.py), never plaintext."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_credentials_owner_name"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
+    name: str = Field(max_length=64)
+    type: str = Field(max_length=16)
+    # Which data fields are set (shown by the API; the values never are).
+    fields: list[str] = Field(default_factory=list, sa_type=JSONB)
+    data: str
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
 

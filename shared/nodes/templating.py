@@ -2,7 +2,9 @@
 
 Workflow params are user-written templates evaluated thousands of times, so templates compile
 once per distinct source (LRU cache) and render in Jinja's immutable sandbox: no attribute access
-to dunders or internals, no mutation of the context, bounded ranges and repetitions.
+to dunders or internals, no mutation of the context, and every way to allocate or loop bounded
+in size, total work and time (template_env.py, template_limits.py). Compiling runs nothing of
+the template, so saving a workflow costs the same whatever its templates would compute.
 
 The render context is::
 
@@ -13,8 +15,6 @@ The render context is::
 
 from __future__ import annotations
 
-import json
-import operator
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -23,9 +23,15 @@ from typing import Any
 from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from shared.nodes.contract import NodeError
+from shared.nodes.template_env import BoundedEnvironment
+from shared.nodes.template_limits import (
+    MAX_VALUE_BYTES,
+    TemplateLimit,
+    check_value,
+    render_budget,
+)
 
 __all__ = ["TemplateError", "check_syntax", "is_template", "render"]
 
@@ -33,10 +39,6 @@ __all__ = ["TemplateError", "check_syntax", "is_template", "render"]
 # expression so `"{{ trigger.body.amount }}"` stays a number instead of becoming "150".
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
-# Repetition (`'a' * n`, `[0] * n`) and powers are the sandbox's cheap ways to exhaust memory or
-# CPU from a one-line template; bound them.
-_MAX_REPEAT_LEN = 1_000_000
-_MAX_POWER_EXPONENT = 1_000
 _MAX_CACHED = 4096
 
 
@@ -44,51 +46,7 @@ class TemplateError(NodeError):
     """A template failed to compile or render (syntax, sandbox violation, bad operation)."""
 
 
-def _finalize(value: Any) -> Any:
-    # Inside a larger string, a missing value reads better as nothing than as "None", and
-    # objects as JSON (what users paste into URLs and bodies) rather than Python reprs.
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, default=str, ensure_ascii=False)
-    return value
-
-
-class _Environment(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
-
-    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
-        # The stock sandbox returns an Undefined that prints as "" — silently swallowing an
-        # escape attempt. Fail loudly so the author sees the template is refused.
-        raise SecurityError(
-            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
-        )
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        # Jinja tries attributes before keys, so `body.items` on a JSON object would be the dict
-        # method rather than the "items" field. Payload fields must win.
-        if isinstance(obj, Mapping) and attribute in obj:
-            return obj[attribute]
-        return super().getattr(obj, attribute)
-
-    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
-        if operator_ == "*":
-            for seq, count in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(count, int)
-                    and len(seq) * count > _MAX_REPEAT_LEN
-                ):
-                    raise SecurityError(f"repetition longer than {_MAX_REPEAT_LEN} is not allowed")
-            return operator.mul(left, right)
-        if operator_ == "**":
-            if isinstance(right, int | float) and abs(right) > _MAX_POWER_EXPONENT:
-                raise SecurityError(f"exponent larger than {_MAX_POWER_EXPONENT} is not allowed")
-            return operator.pow(left, right)
-        return super().call_binop(context, operator_, left, right)
-
-
-_env = _Environment(autoescape=False, undefined=ChainableUndefined, finalize=_finalize)
+_env = BoundedEnvironment(autoescape=False, undefined=ChainableUndefined)
 
 
 @lru_cache(maxsize=_MAX_CACHED)
@@ -129,12 +87,27 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _render_string(source: str, context: Mapping[str, Any]) -> Any:
+def _render_bounded(source: str, context: Mapping[str, Any]) -> Any:
     expr = _whole_expression(source)
+    if expr is not None:
+        value = _plain(_compile_expression(expr)(**context))
+        # What the engine will store and pass on: as bounded as any printed output.
+        check_value(value, "result")
+        return value
+    pieces: list[str] = []
+    size = 0
+    # Literal text and printed values, counted as they come rather than joined first.
+    for piece in _compile_template(source).generate(context):
+        size += len(piece)
+        if size > MAX_VALUE_BYTES:
+            raise TemplateLimit(f"output longer than {MAX_VALUE_BYTES:,} characters")
+        pieces.append(piece)
+    return "".join(pieces)
+
+
+def _render_string(source: str, context: Mapping[str, Any]) -> Any:
     try:
-        if expr is not None:
-            return _plain(_compile_expression(expr)(**context))
-        return _compile_template(source).render(context)
+        return _render_bounded(source, context)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from exc
     except SecurityError as exc:
@@ -145,20 +118,26 @@ def _render_string(source: str, context: Mapping[str, Any]) -> Any:
         raise TemplateError(f"template failed: {type(exc).__name__}: {exc}") from exc
 
 
+def _render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        return _render_string(value, context) if is_template(value) else value
+    if isinstance(value, dict):
+        return {k: _render_value(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_value(v, context) for v in value]
+    return value
+
+
 def render(value: Any, context: Mapping[str, Any]) -> Any:
     """Render every template inside `value` (walking dicts and lists) against `context`.
 
     A string that is exactly one `{{ expr }}` keeps the expression's type (missing → None);
     any other string containing `{{`/`{%` renders to a string (missing values → "").
-    Non-string leaves and dict keys are returned unchanged. Raises `TemplateError`.
+    Non-string leaves and dict keys are returned unchanged. All templates in `value` share one
+    budget of size, work and time (template_limits.py). Raises `TemplateError`.
     """
-    if isinstance(value, str):
-        return _render_string(value, context) if is_template(value) else value
-    if isinstance(value, dict):
-        return {k: render(v, context) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render(v, context) for v in value]
-    return value
+    with render_budget():
+        return _render_value(value, context)
 
 
 def _syntax_error(source: str) -> str | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.workflows.console.endpoints import STATIC
 from tests.deploy.chart import CHART, ROOT, missing_services, render
 from tests.deploy.chart_run import Launch, Starter, build_plan, push_webhook, running_plan
 
@@ -89,6 +90,16 @@ class TestImage:
             "print(missing); sys.exit(bool(missing))"
         )
         _podman(podman, "run", "--rm", "--read-only", image, "python", "-c", code)
+
+    def test_the_console_files_ship_in_the_image(self, podman: str, image: str) -> None:
+        code = (
+            "import pathlib, services.workflows.console as c; "
+            "root = pathlib.Path(c.__file__).parent / 'static'; "
+            "print(*sorted(str(p.relative_to(root)) for p in root.rglob('*') if p.is_file()))"
+        )
+        shipped = _podman(podman, "run", "--rm", "--read-only", image, "python", "-c", code)
+        expected = sorted(str(p.relative_to(STATIC)) for p in STATIC.rglob("*") if p.is_file())
+        assert shipped.split() == expected
 
 
 @pytest.fixture

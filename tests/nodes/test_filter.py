@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -151,3 +152,32 @@ class TestOutcome:
     async def test_any_halts_when_none_holds(self, client):
         params = FilterParams.model_validate({"any": [{"left": 1, "op": "eq", "right": 2}]})
         assert isinstance(await NODE.execute(make_ctx(client), params), Halt)
+
+
+class TestLinearTimeMatching:
+    """`matches` uses RE2: no pattern can make a match backtrack for long."""
+
+    @pytest.mark.parametrize(
+        "pattern",
+        [r"^(a+)+$", r"(a|aa)+$", r"(x+x+)+y", r"^(\w+\s?)*$"],
+    )
+    async def test_catastrophic_pattern_on_long_input_is_fast(self, client, pattern):
+        subject = "a" * (MAX_MATCH_INPUT_CHARS - 1) + "!"
+        started = time.perf_counter()
+        assert await _check(client, subject, "matches", pattern) is False
+        # Python's `re` needs longer than the age of the universe here; RE2 is linear.
+        assert time.perf_counter() - started < 1.0
+
+    @pytest.mark.parametrize(
+        ("pattern", "reason"),
+        [(r"(a)\1", "invalid escape sequence"), (r"(?=a)b", "invalid perl operator")],
+    )
+    def test_what_re2_cannot_do_is_refused_at_save_with_its_reason(self, pattern, reason):
+        with pytest.raises(ValidationError, match=reason):
+            FilterParams.model_validate({"all": [{"left": "x", "op": "matches", "right": pattern}]})
+
+    def test_pattern_whose_automaton_is_too_big_is_refused_at_save(self):
+        with pytest.raises(ValidationError, match="invalid regular expression"):
+            FilterParams.model_validate(
+                {"all": [{"left": "x", "op": "matches", "right": "((a{100}){100}){100}"}]}
+            )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
-from services.auth.deps import IssuerDep, SessionDep, ThrottleDep
+from services.auth.deps import HasherDep, IssuerDep, SessionDep, ThrottleDep
 from services.auth.issuer import IssuedPair
 from services.auth.users import service
 from services.auth.users.repository import UserRepository
@@ -27,12 +27,10 @@ def _pair(pair: IssuedPair) -> TokenPair:
 
 
 @router.post("/auth/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-async def register(body: Credentials, session: SessionDep) -> UserOut:
-    try:
-        user = await service.register(session, body.email, body.password)
-    except service.EmailTaken:
-        raise HTTPException(status.HTTP_409_CONFLICT, "email already registered") from None
-    return UserOut(id=user.id, email=user.email)
+async def register(body: Credentials, session: SessionDep, hasher: HasherDep) -> UserOut:
+    """Create an account. A taken email answers the same 201 (docs/guarantees.md says why)."""
+    registered = await service.register(session, hasher, body.email, body.password)
+    return UserOut(id=registered.id, email=registered.email)
 
 
 @router.post("/auth/login", response_model=TokenPair)
@@ -41,11 +39,14 @@ async def login(
     request: Request,
     session: SessionDep,
     issuer: IssuerDep,
+    hasher: HasherDep,
     throttle: ThrottleDep,
 ) -> TokenPair:
+    """A token pair for the right password; 401 otherwise, 429 once a client failed too often."""
     email = service.normalise_email(body.email)
-    address = request.client.host if request.client else "unknown"
-    wait = await throttle.retry_after(email, address)
+    # The peer, or the client a trusted proxy forwarded (AUTOMATEOS_TRUSTED_PROXIES).
+    client = request.client.host if request.client else "unknown"
+    wait = await throttle.reserve(email, client)
     if wait is not None:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -53,11 +54,13 @@ async def login(
             headers={"Retry-After": str(wait)},
         )
     try:
-        user = await service.authenticate(session, email, body.password)
+        user = await service.authenticate(session, hasher, email, body.password)
     except service.BadCredentials:
-        await throttle.record_failure(email, address)
-        raise unauthorized("invalid email or password") from None
-    await throttle.reset(email)
+        raise unauthorized("invalid email or password") from None  # the reservation stays
+    except Exception:
+        await throttle.abandoned(email, client)
+        raise
+    await throttle.succeeded(email, client)
     return _pair(await service.issue_pair(session, issuer, user))
 
 

@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+
+from services.auth.users.passwords import password_problem
+
+
+def _acceptable(password: str) -> str:
+    problem = password_problem(password)
+    if problem is not None:
+        # The message names the rule, never the password (errors echo no input either).
+        raise ValueError(f"password {problem}")
+    return password
+
+
+NewPassword = Annotated[str, Field(min_length=8, max_length=1024), AfterValidator(_acceptable)]
 
 
 class Credentials(BaseModel):
@@ -12,7 +26,7 @@ class Credentials(BaseModel):
 
     email: EmailStr
     # The upper bound keeps a megabyte "password" from costing a megabyte of argon2 work.
-    password: str = Field(min_length=8, max_length=1024)
+    password: NewPassword
 
 
 class LoginRequest(BaseModel):

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
-from anyio import to_thread
-from passlib.context import CryptContext
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth.issuer import IssuedPair, TokenIssuer
+from services.auth.users.passwords import PasswordHasher
 from services.auth.users.repository import UserRepository
 from shared.db.models import User
 from shared.tokens import InvalidToken
 
-# argon2id with the library's current parameters; hashes made with older parameters verify and
-# are flagged by `needs_update` (not used yet).
-passwords = CryptContext(schemes=["argon2"], deprecated="auto")
-# Verifying against this when the email is unknown makes both failures take the same time.
-_DUMMY_HASH = passwords.hash("automateos-timing-equaliser")
 
+@dataclass(frozen=True)
+class Registered:
+    """What a registration answers, the same whether or not the email was free."""
 
-class EmailTaken(Exception):
-    pass
+    id: uuid.UUID
+    email: str
 
 
 class BadCredentials(Exception):
@@ -37,33 +35,42 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-async def hash_password(password: str) -> str:
-    # argon2 is deliberately slow: keep it off the event loop.
-    return await to_thread.run_sync(passwords.hash, password)
+async def register(
+    session: AsyncSession, hasher: PasswordHasher, email: str, password: str
+) -> Registered:
+    """Create the account, or, when the email is taken, answer exactly as if it were created.
 
-
-async def verify_password(password: str, password_hash: str) -> bool:
-    return await to_thread.run_sync(passwords.verify, password, password_hash)
-
-
-async def register(session: AsyncSession, email: str, password: str) -> User:
-    repo = UserRepository(session)
+    Telling a taken email apart would let anyone test which addresses have accounts. So the
+    password is hashed either way (the same work and time), and a taken email gets a fresh
+    random id that belongs to nothing; its owner's account is untouched and logging in with the
+    new password fails like any wrong password.
+    """
     email = normalise_email(email)
+    password_hash = await hasher.hash(password)
+    repo = UserRepository(session)
     if await repo.by_email(email) is not None:
-        raise EmailTaken(email)
-    user = User(email=email, password_hash=await hash_password(password))
+        return Registered(uuid.uuid4(), email)
+    user = User(email=email, password_hash=password_hash)
     try:
-        await repo.add(user)
-    except IntegrityError as exc:  # a concurrent registration won the race
-        raise EmailTaken(email) from exc
-    return user
+        # A savepoint: losing a concurrent race leaves the request's transaction usable.
+        async with session.begin_nested():
+            await repo.add(user)
+    except IntegrityError:
+        return Registered(uuid.uuid4(), email)
+    return Registered(user.id, email)
 
 
-async def authenticate(session: AsyncSession, email: str, password: str) -> User:
+async def authenticate(
+    session: AsyncSession, hasher: PasswordHasher, email: str, password: str
+) -> User:
+    """The user whose password this is; BadCredentials otherwise (same cost either way)."""
     user = await UserRepository(session).by_email(normalise_email(email))
-    valid = await verify_password(password, user.password_hash if user else _DUMMY_HASH)
+    valid = await hasher.verify(password, user.password_hash if user else None)
     if user is None or not valid:
         raise BadCredentials()
+    if hasher.needs_update(user.password_hash):
+        # Hashed with an older release's parameters: store today's (committed with the login).
+        user.password_hash = await hasher.hash(password)
     return user
 
 

@@ -7,7 +7,6 @@ common cases (a UTF-8 JSON body, a handful of headers, an empty query) take the 
 from __future__ import annotations
 
 import base64
-import codecs
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -27,6 +26,15 @@ ALWAYS_REDACTED = frozenset(
         "webhook-signature",
         "x-internal-token",
     }
+)
+
+
+# Senders' delivery ids, in order of preference when the workflow verifies no signature (an
+# explicit Idempotency-Key wins); a signature scheme puts its own delivery id first (resolver.py).
+IDEMPOTENCY_HEADERS = (
+    ("idempotency-key", "Idempotency-Key"),
+    ("webhook-id", "webhook-id"),
+    ("x-github-delivery", "X-GitHub-Delivery"),
 )
 
 
@@ -109,37 +117,42 @@ def _parse_json(body: bytes, charset: str | None) -> Any:
     # orjson is strict RFC 8259 (no NaN, no lone surrogates: PostgreSQL's jsonb would refuse
     # both later) and several times faster than the standard library. Integers beyond 64 bits
     # become floats, as in JavaScript senders and n8n (docs/webhooks.md says so).
+    if not charset or charset in ("utf-8", "utf8"):
+        text: bytes | str = body
+    else:
+        text = _decode(body, charset, "JSON")
     try:
-        if charset and charset not in ("utf-8", "utf8"):
-            return orjson.loads(body.decode(charset))
-        return orjson.loads(body)
+        return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise MalformedRequest(f"malformed JSON body: {exc}") from None
-    except UnicodeDecodeError:
-        raise MalformedRequest(f"malformed JSON body: not valid {charset}") from None
+
+
+def _decode(body: bytes, charset: str, kind: str) -> str:
+    # `bytes.decode` refuses codecs that are not text encodings (base64, zlib, rot13...) with a
+    # LookupError, and some text codecs (idna) raise UnicodeError rather than a decode error.
+    try:
+        return body.decode(charset)
     except LookupError:
-        raise MalformedRequest(f"malformed JSON body: unknown charset {charset!r}") from None
+        raise MalformedRequest(f"malformed {kind} body: unknown charset {charset!r}") from None
+    except ValueError:  # UnicodeError, or a NUL in the charset name
+        raise MalformedRequest(f"malformed {kind} body: not valid {charset}") from None
 
 
 def _parse_form(body: bytes, charset: str) -> dict[str, Any]:
+    text = _decode(body, charset, "form")
     try:
-        text = body.decode(charset)
-    except UnicodeDecodeError:
+        pairs = parse_qsl(text, keep_blank_values=True, encoding=charset, errors="replace")
+    except ValueError:  # a codec without the "replace" handler (idna) on a %-escape
         raise MalformedRequest(f"malformed form body: not valid {charset}") from None
-    except LookupError:
-        raise MalformedRequest(f"malformed form body: unknown charset {charset!r}") from None
-    return _pairs_to_object(
-        parse_qsl(text, keep_blank_values=True, encoding=charset, errors="replace")
-    )
+    return _pairs_to_object(pairs)
 
 
 def _decode_text(body: bytes, charset: str) -> str:
     # A text body is kept whatever its bytes: a wrong charset label should not lose the event.
     try:
-        codecs.lookup(charset)
-    except LookupError:
-        charset = "utf-8"
-    return body.decode(charset, errors="replace")
+        return body.decode(charset, errors="replace")
+    except (LookupError, ValueError):  # unknown, not a text codec, or no "replace" handler
+        return body.decode("utf-8", errors="replace")
 
 
 def _pairs_to_object(pairs: list[tuple[str, str]]) -> dict[str, Any]:

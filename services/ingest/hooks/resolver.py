@@ -20,14 +20,16 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import httpx
 from redis.exceptions import RedisError
 
-from services.ingest.hooks.payload import ALWAYS_REDACTED
+from services.ingest.hooks.payload import ALWAYS_REDACTED, IDEMPOTENCY_HEADERS
 from services.ingest.hooks.signatures import Verifier, build_verifier
 from services.ingest.leanredis import LeanRedis
-from shared.hooks import HookRecord, decode_record, hook_key, token_hash
+from shared.crypto import DecryptionFailed, Keyring, hook_secret_context, is_sealed
+from shared.hooks import HookRecord, SignatureConfig, decode_record, hook_key, token_hash
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,29 @@ class Hook:
     verifier: Verifier | None
     redacted_headers: frozenset[str]
     dedupe_prefix: str
+    # (lower-case name, display name) of the headers whose value is the dedupe key, in order.
+    idempotency_headers: tuple[tuple[str, str], ...] = IDEMPOTENCY_HEADERS
 
 
-def compile_record(record: HookRecord) -> Hook | None:
+def _opened(signature: SignatureConfig | None, workflow_id: str, keyring: Keyring | None) -> Any:
+    # The secret travels sealed (PostgreSQL, Redis, the internal API) and is opened only here,
+    # into this process's memory; a legacy plaintext record (before the upgrade) still works.
+    if not signature or not is_sealed(signature.get("secret")):
+        return signature
+    if keyring is None:
+        return {**signature, "secret": ""}
+    try:
+        secret = keyring.open(signature["secret"], hook_secret_context(workflow_id)).decode()
+    except DecryptionFailed as exc:
+        log.warning(
+            "webhook secret cannot be decrypted: %s", exc, extra={"workflow_id": workflow_id}
+        )
+        secret = ""
+    # An empty secret makes a verifier that rejects every delivery (fails closed).
+    return {**signature, "secret": secret}
+
+
+def compile_record(record: HookRecord, keyring: Keyring | None = None) -> Hook | None:
     """The `Hook` for a routing record, or None if the record is malformed."""
     workflow_id = record.get("workflow_id")
     owner_id = record.get("owner_id")
@@ -66,7 +88,7 @@ def compile_record(record: HookRecord) -> Hook | None:
         return None
     if not isinstance(version, int) or isinstance(version, bool):
         return None
-    verifier = build_verifier(record.get("signature"))
+    verifier = build_verifier(_opened(record.get("signature"), workflow_id, keyring))
     redacted = ALWAYS_REDACTED | verifier.secret_headers if verifier else ALWAYS_REDACTED
     return Hook(
         workflow_id=workflow_id,
@@ -77,7 +99,18 @@ def compile_record(record: HookRecord) -> Hook | None:
         verifier=verifier,
         redacted_headers=redacted,
         dedupe_prefix=f"{DEDUPE_KEY_PREFIX}{workflow_id}:",
+        idempotency_headers=_key_order(verifier),
     )
+
+
+def _key_order(verifier: Verifier | None) -> tuple[tuple[str, str], ...]:
+    """The signature scheme's delivery id first: a replayed delivery keeps its signed id, but
+    anyone can add a fresh `Idempotency-Key` to it."""
+    delivery = verifier.delivery_header if verifier is not None else None
+    if delivery is None:
+        return IDEMPOTENCY_HEADERS
+    first = [pair for pair in IDEMPOTENCY_HEADERS if pair[0] == delivery]
+    return (*first, *(pair for pair in IDEMPOTENCY_HEADERS if pair[0] != delivery))
 
 
 class InternalHookSource:
@@ -119,8 +152,10 @@ class HookResolver:
         max_entries: int = 10_000,
         max_fallback_calls: int = 16,
         clock: Callable[[], float] = time.monotonic,
+        keyring: Keyring | None = None,
     ) -> None:
         self._redis = redis
+        self._keyring = keyring
         self._fallback = fallback
         self._ttl = ttl_s
         self._max_entries = max_entries
@@ -167,14 +202,14 @@ class HookResolver:
             # Without Redis we could not enqueue anyway: fail fast instead of asking workflows.
             raise HookLookupFailed(f"redis unavailable: {exc!r}") from exc
         record = decode_record(raw) if raw is not None else None
-        hook = compile_record(record) if record is not None else None
+        hook = compile_record(record, self._keyring) if record is not None else None
         if hook is None:
             if record is not None:
                 log.warning("malformed routing record in redis; asking the workflows service")
             async with self._fallback_slots:
                 record = await self._fallback(hashed)
             if record is not None:
-                hook = compile_record(record)
+                hook = compile_record(record, self._keyring)
                 if hook is None:
                     raise HookLookupFailed("workflows service sent a malformed routing record")
         self._store(token, hook, read_at)

@@ -61,12 +61,6 @@ _OUTCOMES = {
     )
 }
 
-# Senders' delivery ids, in order of preference: an explicit Idempotency-Key wins.
-IDEMPOTENCY_HEADERS = (
-    ("idempotency-key", "Idempotency-Key"),
-    ("webhook-id", "webhook-id"),
-    ("x-github-delivery", "X-GitHub-Delivery"),
-)
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 # The dedupe claim lives this long until the job is stored, then gets the full window. If the
 # enqueue fails and even the DEL cannot reach Redis, the sender's retry is blocked (answered
@@ -227,7 +221,7 @@ class WebhookService:
             return self._count(span, "inactive", INACTIVE)
 
         key: str | None = None
-        for name, display in IDEMPOTENCY_HEADERS:
+        for name, display in hook.idempotency_headers:
             key = headers.get(name) or None
             if key is not None:
                 if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:

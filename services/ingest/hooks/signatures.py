@@ -36,6 +36,15 @@ class Verifier(Protocol):
         """Lower-case names of the headers this scheme's signatures travel in (redacted)."""
         ...
 
+    @property
+    def delivery_header(self) -> str | None:
+        """Lower-case name of the sender's delivery id header, when the scheme has one.
+
+        It is the dedupe key whatever else the request carries: an `Idempotency-Key` added by
+        whoever replays a captured delivery must not make it new.
+        """
+        ...
+
     def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> None:
         """Return if the signature is valid; raise SignatureRejected saying what is wrong."""
         ...
@@ -50,6 +59,8 @@ class GitHubVerifier:
     """`X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>` (GitHub, Gitea, many more)."""
 
     secret_headers = frozenset({"x-hub-signature-256"})
+    # GitHub signs only the body, so this id is the sender's but not proven: docs/guarantees.md.
+    delivery_header = "x-github-delivery"
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
@@ -69,6 +80,8 @@ class GitHubVerifier:
 
 class HmacSha256Verifier:
     """A hex HMAC-SHA256 of the body, optionally `sha256=`-prefixed, in a configurable header."""
+
+    delivery_header = None
 
     def __init__(self, secret: bytes, header: str) -> None:
         self._secret = secret
@@ -101,6 +114,8 @@ class StandardWebhooksVerifier:
     """
 
     secret_headers = frozenset({"webhook-signature"})
+    # Signed together with the timestamp and the body: a replay cannot change it.
+    delivery_header = "webhook-id"
     _required = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
     def __init__(self, secret: str) -> None:
@@ -150,6 +165,7 @@ class MisconfiguredVerifier:
     """Fails closed: a workflow that asks for a signature we cannot check accepts nothing."""
 
     secret_headers: frozenset[str] = frozenset()
+    delivery_header = None
 
     def __init__(self, reason: str) -> None:
         self._reason = reason

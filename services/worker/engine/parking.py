@@ -45,9 +45,8 @@ def _whole_second_after(moment: datetime) -> datetime:
 class Parking:
     """Schedules continuations of parked runs and hands them their callbacks."""
 
-    def __init__(self, client: aioredis.Redis, settings: Settings, *, park_after_s: float) -> None:
+    def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
         self.client = client
-        self.park_after_s = park_after_s
         self.enqueuer = RunEnqueuer(client, settings.queue_name, settings.job_timeout_seconds)
         self.scheduled_key = scheduled_registry_key(settings.queue_name)
         self._take = client.register_script(_TAKE)

@@ -6,67 +6,19 @@ steps, so measuring a payload's size costs no second serialisation.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection, Mapping
+import json
+import math
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 
-REDACTED = "[redacted]"
-# Keys whose values are credentials wherever they appear (headers, query, JSON bodies).
-SENSITIVE_KEY = re.compile(
-    r"authorization|password|passwd|secret|token|api[-_]?key|cookie|credential|private[-_]?key"
-    r"|signature",
-    re.IGNORECASE,
-)
+# The rule lives in shared/ so the workflows service's view of a queued run redacts alike.
+from shared.redaction import REDACTED as REDACTED
+from shared.redaction import redact as redact
+
 _PREVIEW_BYTES = 1024
 _NUL_ESCAPE = b"\\u0000"
-
-
-def _redact_url(url: str) -> str:
-    # `https://user:pw@host/x?api_key=...`: the key is "url", but parts of it are credentials.
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{host}"
-    query = parts.query
-    if query:
-        pairs = []
-        for pair in query.split("&"):
-            name, eq, _value = pair.partition("=")
-            secret = eq and SENSITIVE_KEY.search(unquote(name))
-            pairs.append(f"{name}={REDACTED}" if secret else pair)
-        query = "&".join(pairs)
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def redact(value: Any, secret_keys: Collection[str] = ()) -> Any:
-    """Return a copy of `value` with credentials replaced by "[redacted]".
-
-    `secret_keys` are the node's top-level `secret_params`; below them, any mapping key that
-    looks like a credential (`SENSITIVE_KEY`) is redacted at any depth, and so are passwords
-    and credential-named query parameters inside URL strings.
-    """
-    if isinstance(value, str):
-        return _redact_url(value) if "://" in value else value
-    if isinstance(value, Mapping):
-        return {
-            key: REDACTED
-            if key in secret_keys or (isinstance(key, str) and SENSITIVE_KEY.search(key))
-            else redact(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact(item) for item in value]
-    return value
 
 
 def _strip_nul(value: Any) -> Any:
@@ -81,11 +33,55 @@ def _strip_nul(value: Any) -> Any:
 
 
 def encode_json(value: Any) -> bytes:
-    """Encode `value` as JSON PostgreSQL accepts: non-JSON types as strings, no NUL, NaN → null."""
-    encoded = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    """Encode `value` as JSON PostgreSQL accepts: non-JSON types as strings, no NUL, NaN → null.
+
+    Integers beyond 64 bits (a template can compute `2 ** 70`) are written exactly (jsonb keeps
+    them); nesting deeper than orjson's limit is written too, up to Python's recursion limit.
+    """
+    try:
+        encoded = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return _encode_portable(value)
     if _NUL_ESCAPE in encoded:
         encoded = orjson.dumps(_strip_nul(value), default=str, option=orjson.OPT_NON_STR_KEYS)
     return encoded
+
+
+# Python refuses to print integers of more digits (sys.int_info.default_max_str_digits).
+_MAX_INT_BITS = 14_000
+
+
+def _portable(value: Any) -> Any:
+    # The orjson rules, for the standard library encoder: NaN → null, keys as strings, no NUL.
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= _MAX_INT_BITS else f"<{value.bit_length()}-bit int>"
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {_key(key): _portable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_portable(item) for item in value]
+    return str(value)
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    return str(_portable(key))
+
+
+def _encode_portable(value: Any) -> bytes:
+    try:
+        text = json.dumps(_portable(value), ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        raise ValueError("value nested too deeply to record as JSON") from None
+    return text.encode()
 
 
 def record_payload(value: Any, max_bytes: int) -> orjson.Fragment:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
+from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.records import encode_json, record_payload
 from services.worker.engine.steps import (
     FAILED,
@@ -38,6 +39,8 @@ from shared.hooks import resume_url
 from shared.nodes import NodeDefinition, NodeError, NodeRegistry, Park, render
 
 CANCELLED = "cancelled"
+# (status, run error, note on the steps not run) of a run stopped by a cancellation.
+_CANCELLED = (CANCELLED, "cancelled", "skipped: run cancelled")
 
 __all__ = [
     "CANCELLED",
@@ -75,10 +78,10 @@ class ParkRequest:
 
 @dataclass
 class Resume:
-    """What earlier deliveries left: recorded steps, and the parked step this one resumes."""
+    """What earlier deliveries left: the steps recorded for reuse, by position (a `waiting`
+    one is the parked step this delivery ends)."""
 
     recorded: dict[int, RecordedStep] = field(default_factory=dict)
-    parked_position: int | None = None
 
 
 @dataclass
@@ -118,6 +121,7 @@ class NodeRunner:
         public_url: str = "",
         resume_key: bytes = b"",
         park_after_s: float = 5.0,
+        credentials: CredentialVault | None = None,
     ) -> None:
         self.registry = registry
         self.public_url = public_url
@@ -128,6 +132,7 @@ class NodeRunner:
             max_retry_wait_s=max_retry_wait_s,
             engine_loop=engine_loop,
             park_after_s=park_after_s,
+            credentials=credentials,
         )
 
     def context(self, run: RunIdentity, trigger: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,17 +174,23 @@ class NodeRunner:
             async with asyncio.timeout_at(deadline):
                 for position, node in enumerate(nodes):
                     if hooks.cancelled():
-                        status, error = CANCELLED, "cancelled"
-                        skip_note = "skipped: run cancelled"
+                        status, error, skip_note = _CANCELLED
                         break
                     recorded = resume.recorded.get(position)
                     spec = self.registry.get(node.type)
-                    if position == resume.parked_position and recorded is not None:
+                    if recorded is not None and recorded.record.status == WAITING:
                         current = _restart(recorded.record)
                         steps.append(current)
                         result = await self._end_park(node, current, recorded, hooks)
-                    elif recorded is not None and (spec is None or spec.has_effects):
-                        # Executed by an earlier delivery: its effect happened, never repeat it.
+                        # Written at once: a callback's body is taken from Redis only once.
+                        if not await hooks.checkpoint([*pending, current]):
+                            status, error, skip_note = _CANCELLED
+                            current = None
+                            break
+                        pending.clear()
+                    elif recorded is not None:
+                        # Recorded for reuse (an effectful step, or a wait that ended): its
+                        # effect happened, never repeat it.
                         steps.append(recorded.record)
                         context["steps"][node.id] = recorded.output
                         failed = recorded.record.status == FAILED
@@ -210,8 +221,7 @@ class NodeRunner:
                             break
                         if spec is not None and spec.has_effects:
                             if not await hooks.checkpoint([*pending, current]):
-                                status, error = CANCELLED, "cancelled"
-                                skip_note = "skipped: run cancelled"
+                                status, error, skip_note = _CANCELLED
                                 current = None
                                 break
                             pending.clear()
@@ -295,6 +305,8 @@ class NodeRunner:
         else:
             record.status, output = SUCCEEDED, parked.get("output")
         self.steps.record_output(record, spec, output)
+        # Reusable like an effectful step: a later delivery must not wait (or ask) again.
+        record.resume_output = orjson.Fragment(encode_json(output))
         if record.started_at is not None:
             waited = (datetime.now(UTC) - record.started_at).total_seconds()
             record.duration_ms = int(waited * 1000)

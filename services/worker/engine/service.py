@@ -172,7 +172,7 @@ class RunEngine:
         span.set_attribute(RUN_ATTEMPT, attempt)
 
         version = await self._version(db, job["workflow_id"], workflow_id, job["workflow_version"])
-        resume = Resume(parked_position=resume_step)
+        resume = Resume()
         if attempt > 1:
             rows = await db.run(
                 "load the recorded steps",

@@ -23,6 +23,7 @@ from opentelemetry.trace import Span, StatusCode, get_current_span
 from pydantic import ValidationError
 
 from services.worker import metrics
+from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.records import encode_json, record_payload, redact
 from services.worker.loop import EngineLoop
 from shared.nodes import (
@@ -33,7 +34,6 @@ from shared.nodes import (
     NodeSpec,
     Park,
     RetryableNodeError,
-    render,
 )
 from shared.telemetry import NODE_ATTEMPTS, NODE_ID, NODE_STATUS, NODE_TYPE, tracer
 
@@ -128,9 +128,11 @@ class StepExecutor:
         max_retry_wait_s: float,
         engine_loop: EngineLoop | None,
         park_after_s: float,
+        credentials: CredentialVault | None = None,
         jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self.http = http
+        self.credentials = credentials or CredentialVault()
         self.payload_max_bytes = payload_max_bytes
         self.max_retry_wait_s = max_retry_wait_s
         self.engine_loop = engine_loop
@@ -160,6 +162,23 @@ class StepExecutor:
                 span.set_attributes({NODE_ATTEMPTS: record.attempt, NODE_STATUS: FAILED})
                 span.set_status(StatusCode.ERROR, "interrupted: the run's deadline was exceeded")
                 raise
+            except Exception as exc:
+                # A bug of ours (rendering, recording): the step fails with a reason, the run
+                # goes on as for any failed step, and no record is left half-built.
+                log.exception(
+                    "engine error in a step",
+                    extra={
+                        "run_id": run.run_id,
+                        "workflow_id": run.workflow_id,
+                        "node_id": node.id,
+                    },
+                )
+                message = f"internal error: {type(exc).__name__}: {exc}"
+                record.status, record.error = FAILED, message
+                record.output = record.resume_output = None
+                span.record_exception(exc)
+                span.set_status(StatusCode.ERROR, message)
+                return StepResult({"error": message}, failure=message)
 
     async def _traced(
         self,
@@ -211,13 +230,16 @@ class StepExecutor:
         deadline: float,
     ) -> StepResult:
         try:
-            rendered = render(node.params, context)
+            # With credentials: the values for the node, placeholders for the record (shown).
+            rendered, shown, spec = await self.credentials.render(
+                run.workflow_id, node, spec, context
+            )
         except NodeError as exc:
             record.input = record_payload(
                 redact(node.params, spec.secret_params), self.payload_max_bytes
             )
             raise StepFailed(exc.message) from exc
-        record.input = record_payload(redact(rendered, spec.secret_params), self.payload_max_bytes)
+        record.input = record_payload(redact(shown, spec.secret_params), self.payload_max_bytes)
         try:
             params = spec.params_model.model_validate(rendered)
         except ValidationError as exc:

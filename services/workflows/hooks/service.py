@@ -36,6 +36,8 @@ REVOKED_KEY_PREFIX = "automateos:hook-revoked:"
 REVOKED_TTL_SECONDS = 24 * 3600
 
 # KEYS[1] the record, KEYS[2] its revoked marker; ARGV[1] the record JSON, ARGV[2] its version.
+# A record of the same version is kept unless it is an unsealed one from before encryption
+# (then the start-up mirror replaces its plaintext secret with the sealed one).
 _GUARDED_SET = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local current = redis.call('GET', KEYS[1])
@@ -43,7 +45,9 @@ if current then
   local ok, stored = pcall(cjson.decode, current)
   if ok and type(stored) == 'table' then
     local version = tonumber(stored['version'])
-    if version and version >= tonumber(ARGV[2]) then return 0 end
+    local wanted = tonumber(ARGV[2])
+    if version and version > wanted then return 0 end
+    if version and version == wanted and stored['sealed'] == true then return 0 end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1])
@@ -56,7 +60,7 @@ def revoked_key(hashed: str) -> str:
 
 
 def hook_record(workflow: Workflow) -> HookRecord:
-    """The routing record of a workflow, secret included (ingest verifies with it)."""
+    """The routing record of a workflow, its secret sealed (only ingest opens it)."""
     stored = workflow.trigger.get("signature")
     signature: SignatureConfig | None = None
     if stored:
@@ -68,6 +72,7 @@ def hook_record(workflow: Workflow) -> HookRecord:
         "owner_id": str(workflow.owner_id),
         "version": workflow.version,
         "active": workflow.active,
+        "sealed": True,
         "signature": signature,
     }
 

@@ -21,6 +21,7 @@ from shared.db.models import Workflow, WorkflowRun, utcnow
 from shared.hooks import callback_key
 from shared.ids import uuid7
 from shared.queue import CANCEL_CHANNEL, RunJob, TriggerRequest, fetch_queued_job
+from shared.redaction import redact_trigger
 
 # RQ's job states, for a job no worker has recorded yet. "started" means a worker took it and
 # has not written the row yet; "failed" means every delivery died before it could.
@@ -71,7 +72,9 @@ def _from_job(rq_status: str, job: RunJob) -> RunOut:
         started_at=None,
         finished_at=None,
         duration_ms=None,
-        trigger=dict(job["trigger"]),
+        # Redacted exactly as the worker records it, so nothing shows while queued that the
+        # record would hide later.
+        trigger=redact_trigger(job["trigger"]),
         steps=[],
     )
 
@@ -221,6 +224,8 @@ def job_for(run: WorkflowRun, traceparent: str | None) -> RunJob:
         "method": run.trigger.get("method") or "POST",
         "received_at": run.trigger.get("received_at") or run.accepted_at.isoformat(),
     }
+    if run.trigger.get("scheduled_at"):  # a retry of a scheduled run keeps its tick
+        trigger["scheduled_at"] = run.trigger["scheduled_at"]
     return {
         "run_id": str(run.id),
         "workflow_id": str(run.workflow_id),

@@ -13,10 +13,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from services.workflows.cursors import InvalidCursor, decode_cursor, encode_cursor, invalid_cursor
-from services.workflows.deps import MirrorDep, RegistryDep, SessionDep, UrlsDep, WorkflowId
+from services.workflows.deps import (
+    KeyringDep,
+    MirrorDep,
+    RegistryDep,
+    SessionDep,
+    UrlsDep,
+    WorkflowId,
+)
 from services.workflows.workflows import service
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.schemas import (
+    VersionPage,
     WorkflowIn,
     WorkflowOut,
     WorkflowPage,
@@ -67,9 +75,10 @@ async def create_workflow(
     registry: RegistryDep,
     mirror: MirrorDep,
     urls: UrlsDep,
+    keyring: KeyringDep,
     response: Response,
 ) -> WorkflowOut:
-    workflow = await service.create(session, registry, urls, user_id, body)
+    workflow = await service.create(session, registry, urls, keyring, user_id, body)
     await session.commit()
     await mirror.publish_after_commit(workflow)
     response.headers["Location"] = f"/workflows/{workflow.id}"
@@ -83,6 +92,19 @@ async def get_workflow(
     return service.present(await service.get(session, user_id, workflow_id), urls)
 
 
+@router.get("/workflows/{workflow_id}/versions", response_model=VersionPage)
+async def list_versions(
+    user_id: CurrentUserId,
+    workflow_id: WorkflowId,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> VersionPage:
+    """The workflow's versions (its nodes at each change), newest first; pass `next_before`
+    back as `before` for older ones."""
+    return await service.versions(session, user_id, workflow_id, limit, before)
+
+
 @router.put("/workflows/{workflow_id}", response_model=WorkflowOut)
 async def replace_workflow(
     user_id: CurrentUserId,
@@ -92,9 +114,10 @@ async def replace_workflow(
     registry: RegistryDep,
     mirror: MirrorDep,
     urls: UrlsDep,
+    keyring: KeyringDep,
 ) -> WorkflowOut:
     """Replace the whole definition; every change is a new version."""
-    workflow = await service.replace(session, registry, mirror, user_id, workflow_id, body)
+    workflow = await service.replace(session, registry, mirror, keyring, user_id, workflow_id, body)
     await session.commit()
     await mirror.publish_after_commit(workflow)
     return service.present(workflow, urls)
@@ -109,9 +132,10 @@ async def patch_workflow(
     registry: RegistryDep,
     mirror: MirrorDep,
     urls: UrlsDep,
+    keyring: KeyringDep,
 ) -> WorkflowOut:
     """Change the fields present in the body; every change is a new version."""
-    workflow = await service.patch(session, registry, mirror, user_id, workflow_id, body)
+    workflow = await service.patch(session, registry, mirror, keyring, user_id, workflow_id, body)
     await session.commit()
     await mirror.publish_after_commit(workflow)
     return service.present(workflow, urls)

@@ -76,6 +76,17 @@ class WorkflowRepository:
         )
         await self.session.flush()
 
+    async def versions(
+        self, workflow_id: uuid.UUID, limit: int, before: int | None
+    ) -> Sequence[WorkflowVersion]:
+        """Up to `limit` snapshots of the workflow, newest first, older than version `before`."""
+        query = select(WorkflowVersion).where(col(WorkflowVersion.workflow_id) == workflow_id)
+        if before is not None:
+            query = query.where(col(WorkflowVersion.version) < before)
+        query = query.order_by(col(WorkflowVersion.version).desc()).limit(limit)
+        result = await self.session.execute(query)
+        return result.scalars().all()
+
     async def delete(self, workflow: Workflow) -> None:
         # The foreign keys cascade to versions, runs and steps.
         await self.session.execute(delete(Workflow).where(col(Workflow.id) == workflow.id))

@@ -15,9 +15,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from shared import schedules
+from shared.secret_strength import entropy_bits, is_pattern
+
 SignatureScheme = Literal["github", "standard-webhooks", "hmac-sha256"]
 DEFAULT_HMAC_HEADER = "X-Signature-256"
 STANDARD_WEBHOOKS_PREFIX = "whsec_"
+
+# A signing key an attacker cannot brute-force offline from one signed delivery: at least 16
+# bytes, not a pattern, and not mostly one character (Shannon bits of its symbol frequencies;
+# a random 16-character hex key has ~50, `aaaaaaaaaaaaaaab` has 5).
+MIN_KEY_BYTES = 16
+MIN_KEY_ENTROPY_BITS = 32
 
 # An HTTP field name (RFC 9110 token), so ingest can look the header up as given.
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -32,6 +41,17 @@ def _decodes_as_base64(value: str) -> bool:
         return bool(base64.b64decode(value, validate=True))
     except (binascii.Error, ValueError):
         return False
+
+
+def _weak_key(key: bytes) -> str | None:
+    """Why a signing key (as ingest uses it: a whsec_ secret decoded) is too guessable."""
+    if len(key) < MIN_KEY_BYTES:
+        return f"the key must be at least {MIN_KEY_BYTES} bytes ({len(key)} given)"
+    if is_pattern(key):
+        return "the key is a repeated or sequential pattern"
+    if entropy_bits(key) < MIN_KEY_ENTROPY_BITS:
+        return "the key is made of too few distinct characters"
+    return None
 
 
 class SignatureIn(BaseModel):
@@ -54,20 +74,62 @@ class SignatureIn(BaseModel):
         # `whsec_<base64>` is the spec's form and ingest verifies with the decoded key; one that
         # does not decode would make every delivery fail. Other values are raw keys.
         secret = self.secret or ""
-        if (
-            self.scheme == "standard-webhooks"
-            and secret.startswith(STANDARD_WEBHOOKS_PREFIX)
-            and not _decodes_as_base64(secret.removeprefix(STANDARD_WEBHOOKS_PREFIX))
-        ):
-            raise ValueError("a 'whsec_' secret must be followed by valid base64")
+        key: bytes = secret.encode()
+        if self.scheme == "standard-webhooks" and secret.startswith(STANDARD_WEBHOOKS_PREFIX):
+            encoded = secret.removeprefix(STANDARD_WEBHOOKS_PREFIX)
+            if not _decodes_as_base64(encoded):
+                raise ValueError("a 'whsec_' secret must be followed by valid base64")
+            key = base64.b64decode(encoded)
+        if self.secret is not None:
+            problem = _weak_key(key)
+            if problem is not None:
+                raise ValueError(f"the signature secret is too weak: {problem}")
         return self
 
 
 class TriggerIn(BaseModel):
+    """A webhook (optionally signed) or a schedule: `cron` (+ `timezone`, default UTC) or
+    `every` ("30s", "5m", "1h"). Every workflow keeps its webhook URL either way."""
+
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["webhook"] = "webhook"
+    type: Literal["webhook", "schedule"] = "webhook"
     signature: SignatureIn | None = None
+    cron: Annotated[str, StringConstraints(max_length=200)] | None = None
+    timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    every: Annotated[str, StringConstraints(max_length=32)] | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_type(self) -> TriggerIn:
+        clock = [name for name in ("cron", "timezone", "every") if getattr(self, name) is not None]
+        if self.type == "webhook":
+            if clock:
+                raise ValueError(f"{clock} apply to schedule triggers only")
+            return self
+        if self.signature is not None:
+            raise ValueError("'signature' applies to webhook triggers only")
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("a schedule takes exactly one of 'cron' or 'every'")
+        if self.cron is not None:
+            schedules.check_cron(self.cron)
+            schedules.zone(self.timezone or "UTC")
+        else:
+            if self.timezone is not None:
+                raise ValueError("'timezone' applies to 'cron' schedules only")
+            schedules.parse_every(self.every or "")
+        return self
+
+
+class RetentionIn(BaseModel):
+    """This workflow's run history retention; an omitted field takes the deployment default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: Annotated[float, Field(gt=0, le=36500)] | None = None
+    max_runs: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    # "failed": the steps (inputs, outputs) of runs that did not fail are deleted soon after
+    # they finish; the runs themselves stay, as summaries.
+    keep_details: Literal["all", "failed"] = "all"
 
 
 class WorkflowIn(BaseModel):
@@ -82,6 +144,7 @@ class WorkflowIn(BaseModel):
     # Entries are checked against the node registry by the service (422 naming node and field).
     nodes: list[Any]
     trigger: TriggerIn | None = None
+    retention: RetentionIn | None = None
 
 
 class WorkflowPatch(BaseModel):
@@ -95,6 +158,8 @@ class WorkflowPatch(BaseModel):
     nodes: list[Any] | None = None
     # `null` resets the trigger to an unsigned webhook; an object replaces it as a whole.
     trigger: TriggerIn | None = None
+    # `null` returns to the deployment's defaults.
+    retention: RetentionIn | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> WorkflowPatch:
@@ -115,6 +180,13 @@ class TriggerOut(BaseModel):
     signature: SignatureOut | None = None
 
 
+class ScheduleTriggerOut(BaseModel):
+    type: Literal["schedule"] = "schedule"
+    cron: str | None = None
+    timezone: str | None = None
+    every: str | None = None
+
+
 class WorkflowOut(BaseModel):
     id: uuid.UUID
     name: str
@@ -122,8 +194,11 @@ class WorkflowOut(BaseModel):
     active: bool
     version: int
     nodes: list[dict[str, Any]]
-    trigger: TriggerOut
+    trigger: TriggerOut | ScheduleTriggerOut
+    retention: RetentionIn
     webhook_url: str
+    # The next tick of an active schedule trigger, else null.
+    next_run_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -131,3 +206,17 @@ class WorkflowOut(BaseModel):
 class WorkflowPage(BaseModel):
     items: list[WorkflowOut]
     next_cursor: str | None
+
+
+class VersionOut(BaseModel):
+    """One immutable snapshot of a workflow's nodes; runs record the version they ran."""
+
+    version: int
+    nodes: list[dict[str, Any]]
+    created_at: datetime
+
+
+class VersionPage(BaseModel):
+    items: list[VersionOut]
+    # Pass back as `before` for older versions; null on the last page.
+    next_before: int | None

@@ -9,21 +9,29 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.workflows.credentials import service as credentials
 from services.workflows.hooks.service import HookMirror
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.schemas import (
     DEFAULT_HMAC_HEADER,
+    RetentionIn,
+    ScheduleTriggerOut,
     SignatureOut,
     TriggerIn,
     TriggerOut,
+    VersionOut,
+    VersionPage,
     WorkflowIn,
     WorkflowOut,
     WorkflowPatch,
 )
+from shared import schedules
+from shared.crypto import Keyring, hook_secret_context, is_sealed
 from shared.db.models import Workflow, utcnow
 from shared.hooks import derive_token, token_hash
 from shared.nodes import NodeRegistry, issues_to_detail, validate_nodes
@@ -63,7 +71,8 @@ class WebhookUrls:
 
 def present(workflow: Workflow, urls: WebhookUrls) -> WorkflowOut:
     """The public view of a workflow: the secret is reduced to `secret_set`."""
-    stored = workflow.trigger.get("signature")
+    trigger = workflow.trigger
+    stored = trigger.get("signature")
     signature = (
         SignatureOut(scheme=stored["scheme"], header=stored.get("header")) if stored else None
     )
@@ -74,28 +83,57 @@ def present(workflow: Workflow, urls: WebhookUrls) -> WorkflowOut:
         active=workflow.active,
         version=workflow.version,
         nodes=workflow.nodes,
-        trigger=TriggerOut(signature=signature),
+        trigger=ScheduleTriggerOut.model_validate(trigger)
+        if schedules.is_schedule(trigger)
+        else TriggerOut(signature=signature),
+        retention=RetentionIn.model_validate(workflow.retention or {}),
         webhook_url=urls.url(workflow),
+        next_run_at=workflow.next_run_at,
         created_at=workflow.created_at,
         updated_at=workflow.updated_at,
     )
 
 
-def _checked_nodes(nodes: list[Any], registry: NodeRegistry) -> list[dict[str, Any]]:
+async def _checked_nodes(
+    session: AsyncSession, registry: NodeRegistry, owner_id: uuid.UUID, nodes: list[Any]
+) -> list[dict[str, Any]]:
     issues = validate_nodes(nodes, registry)
     if issues:
         raise InvalidDefinition(issues_to_detail(issues))
     # validate_nodes has made sure every entry is an object.
-    return [dict(node) for node in nodes]
+    checked = [dict(node) for node in nodes]
+    missing = await credentials.reference_issues(session, owner_id, checked)
+    if missing:
+        raise InvalidDefinition(missing)
+    return checked
 
 
-def _stored_trigger(requested: TriggerIn | None, current: dict[str, Any] | None) -> dict[str, Any]:
-    """The trigger to store. A signature without `secret` keeps the stored one, if any, for
-    the same scheme (the API never shows secrets, so clients cannot send them back)."""
+def _next_run_at(workflow: Workflow) -> datetime | None:
+    if not workflow.active or not schedules.is_schedule(workflow.trigger):
+        return None
+    return schedules.next_tick(workflow.trigger, utcnow())
+
+
+def _stored_retention(requested: RetentionIn | None) -> dict[str, Any]:
+    return requested.model_dump(exclude_defaults=True) if requested else {}
+
+
+def _stored_trigger(
+    requested: TriggerIn | None,
+    current: dict[str, Any] | None,
+    keyring: Keyring,
+    workflow_id: uuid.UUID,
+) -> dict[str, Any]:
+    """The trigger to store, its secret sealed. A signature without `secret` keeps the stored
+    one, if any, for the same scheme (the API never shows secrets, so clients cannot send
+    them back)."""
+    if requested is not None and requested.type == "schedule":
+        return requested.model_dump(exclude_none=True, exclude={"signature"})
     if requested is None or requested.signature is None:
         return {"type": "webhook", "signature": None}
     wanted = requested.signature
-    secret = wanted.secret
+    context = hook_secret_context(str(workflow_id))
+    secret = keyring.seal(wanted.secret.encode(), context) if wanted.secret else None
     if secret is None:
         previous = (current or {}).get("signature")
         if not previous or previous.get("scheme") != wanted.scheme:
@@ -109,6 +147,8 @@ def _stored_trigger(requested: TriggerIn | None, current: dict[str, Any] | None)
                 ]
             )
         secret = previous["secret"]
+        if not is_sealed(secret):  # stored before secrets were encrypted
+            secret = keyring.seal(secret.encode(), context)
     signature: dict[str, Any] = {"scheme": wanted.scheme, "secret": secret}
     if wanted.scheme == "hmac-sha256":
         signature["header"] = wanted.header or DEFAULT_HMAC_HEADER
@@ -119,11 +159,12 @@ async def create(
     session: AsyncSession,
     registry: NodeRegistry,
     urls: WebhookUrls,
+    keyring: Keyring,
     owner_id: uuid.UUID,
     body: WorkflowIn,
 ) -> Workflow:
     """Create version 1 of a workflow with a fresh webhook token."""
-    nodes = _checked_nodes(body.nodes, registry)
+    nodes = await _checked_nodes(session, registry, owner_id, body.nodes)
     now = utcnow()
     workflow_id = uuid.uuid4()
     nonce, hashed = urls.new_token(workflow_id)
@@ -135,12 +176,14 @@ async def create(
         active=body.active,
         version=1,
         nodes=nodes,
-        trigger=_stored_trigger(body.trigger, None),
+        trigger=_stored_trigger(body.trigger, None, keyring, workflow_id),
+        retention=_stored_retention(body.retention),
         webhook_token_hash=hashed,
         webhook_nonce=nonce,
         created_at=now,
         updated_at=now,
     )
+    workflow.next_run_at = _next_run_at(workflow)
     repo = WorkflowRepository(session)
     await repo.add(workflow)
     await repo.add_version(workflow)
@@ -152,6 +195,24 @@ async def get(session: AsyncSession, owner_id: uuid.UUID, workflow_id: uuid.UUID
     if workflow is None:
         raise WorkflowNotFound(workflow_id)
     return workflow
+
+
+async def versions(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    limit: int,
+    before: int | None,
+) -> VersionPage:
+    """The owner's workflow's versions, newest first; WorkflowNotFound for anyone else."""
+    await get(session, owner_id, workflow_id)
+    # One extra row tells whether an older page exists without a COUNT.
+    rows = await WorkflowRepository(session).versions(workflow_id, limit + 1, before)
+    items = [
+        VersionOut(version=row.version, nodes=row.nodes, created_at=row.created_at)
+        for row in rows[:limit]
+    ]
+    return VersionPage(items=items, next_before=items[-1].version if len(rows) > limit else None)
 
 
 async def _locked(session: AsyncSession, owner_id: uuid.UUID, workflow_id: uuid.UUID) -> Workflow:
@@ -172,6 +233,10 @@ async def _apply(
         setattr(workflow, name, value)
     workflow.version += 1
     workflow.updated_at = utcnow()
+    if "trigger" in changed or "active" in changed:
+        # Deactivating clears it in this transaction: the scheduler's claim on the row
+        # (SELECT ... FOR UPDATE) sees the change the moment it commits.
+        workflow.next_run_at = _next_run_at(workflow)
     repo = WorkflowRepository(session)
     await repo.add_version(workflow)
     # Before the commit, so ingest never acts on the old record once the change is confirmed
@@ -184,6 +249,7 @@ async def replace(
     session: AsyncSession,
     registry: NodeRegistry,
     mirror: HookMirror,
+    keyring: Keyring,
     owner_id: uuid.UUID,
     workflow_id: uuid.UUID,
     body: WorkflowIn,
@@ -194,8 +260,9 @@ async def replace(
         "name": body.name,
         "description": body.description,
         "active": body.active,
-        "nodes": _checked_nodes(body.nodes, registry),
-        "trigger": _stored_trigger(body.trigger, workflow.trigger),
+        "nodes": await _checked_nodes(session, registry, owner_id, body.nodes),
+        "trigger": _stored_trigger(body.trigger, workflow.trigger, keyring, workflow.id),
+        "retention": _stored_retention(body.retention),
     }
     return await _apply(session, mirror, workflow, changes)
 
@@ -204,6 +271,7 @@ async def patch(
     session: AsyncSession,
     registry: NodeRegistry,
     mirror: HookMirror,
+    keyring: Keyring,
     owner_id: uuid.UUID,
     workflow_id: uuid.UUID,
     body: WorkflowPatch,
@@ -217,9 +285,11 @@ async def patch(
         if name in present_fields
     }
     if "nodes" in present_fields and body.nodes is not None:
-        changes["nodes"] = _checked_nodes(body.nodes, registry)
+        changes["nodes"] = await _checked_nodes(session, registry, owner_id, body.nodes)
     if "trigger" in present_fields:
-        changes["trigger"] = _stored_trigger(body.trigger, workflow.trigger)
+        changes["trigger"] = _stored_trigger(body.trigger, workflow.trigger, keyring, workflow.id)
+    if "retention" in present_fields:
+        changes["retention"] = _stored_retention(body.retention)
     return await _apply(session, mirror, workflow, changes)
 
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.services.ingest.conftest import Ingest, RoutedHook, as_bytes
+from tests.services.ingest.test_rejects import ODD_CHARSETS
 
 
 def _accepted(response: httpx.Response) -> str:
@@ -271,3 +272,17 @@ class TestRedaction:
         response = client.post(hook.path, headers={"User-Agent": "GitHub-Hookshot/abc"})
         headers = ingest.job(_accepted(response))["trigger"]["headers"]
         assert headers["user-agent"] == "GitHub-Hookshot/abc"
+
+
+class TestOddCharsets:
+    @pytest.mark.parametrize("charset", ODD_CHARSETS)
+    def test_text_body_in_an_odd_charset_is_kept_as_utf8(
+        self, client: httpx.Client, hook: RoutedHook, ingest: Ingest, charset: str
+    ) -> None:
+        response = client.post(
+            hook.path,
+            content=b"caf\xc3\xa9",
+            headers={"content-type": f"text/plain; charset={charset}"},
+        )
+        assert response.status_code == 202, response.text
+        assert ingest.job(response.json()["run_id"])["trigger"]["body"] == "café"

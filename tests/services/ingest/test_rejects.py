@@ -127,3 +127,20 @@ class TestMalformed:
         response = client.post(hook.path, json={}, headers={header: "k" * 256})
         assert response.status_code == 400
         assert header in response.json()["detail"]
+
+
+# Codec names Python knows that are not text encodings, or that cannot decode with "replace".
+ODD_CHARSETS = ["base64", "rot13", "zlib", "hex", "uu", "bz2", "idna", "punycode", "klingon"]
+
+
+class TestOddCharsets:
+    @pytest.mark.parametrize("charset", ODD_CHARSETS)
+    @pytest.mark.parametrize("media", ["application/json", "application/x-www-form-urlencoded"])
+    def test_structured_body_in_an_odd_charset_is_400(
+        self, client: httpx.Client, hook: RoutedHook, charset: str, media: str
+    ) -> None:
+        response = client.post(
+            hook.path, content=b"a=%ff", headers={"content-type": f"{media}; charset={charset}"}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"].startswith("malformed")

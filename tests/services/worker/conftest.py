@@ -53,6 +53,25 @@ def shared_worker(
 
 
 @pytest.fixture
+def env(infra: Infra, tmp_path: Path) -> dict[str, str]:
+    """The environment of a worker a test starts for itself (with the test plugins loaded)."""
+    return worker_env(
+        infra.database_url,
+        infra.redis_url,
+        tmp_path / "data",
+        AUTOMATEOS_NODE_PACKAGES="tests.services.worker.plugins",
+    )
+
+
+@pytest.fixture
+async def jobs(infra: Infra, env: dict[str, str]) -> AsyncIterator[Queue]:
+    """The queue of the worker a test starts for itself (`env`)."""
+    queue = Queue(infra.redis_url, env["AUTOMATEOS_QUEUE_NAME"])
+    yield queue
+    await queue.close()
+
+
+@pytest.fixture
 async def queue(
     infra: Infra, shared_env: dict[str, str], shared_worker: ServiceProcess
 ) -> AsyncIterator[Queue]:

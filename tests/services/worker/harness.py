@@ -323,6 +323,8 @@ def worker_env(database_url: str, redis_url: str, data_dir: Path, **extra: str) 
         "AUTOMATEOS_METRICS_PORT": str(free_port()),
         "AUTOMATEOS_QUEUE_NAME": f"worker-test-{secrets.token_hex(4)}",
         "AUTOMATEOS_EGRESS_ALLOWLIST": "127.0.0.1,localhost",
+        # The database is shared by every test: only the schedule tests run a scheduler.
+        "AUTOMATEOS_SCHEDULER_ENABLED": "false",
         **extra,
     }
 

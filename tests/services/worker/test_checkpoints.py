@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +49,6 @@ def two_processes(env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProces
     service = start_worker(env, tmp_path / "logs", processes=2, concurrency=16)
     yield service
     stop_process(service.proc, timeout=30)
-
-
-@pytest.fixture
-async def jobs(infra: Infra, env: dict[str, str]) -> AsyncIterator[Queue]:
-    queue = Queue(infra.redis_url, env["AUTOMATEOS_QUEUE_NAME"])
-    yield queue
-    await queue.close()
 
 
 def _effects(api: LocalApi, tag: str) -> list[dict[str, Any]]:

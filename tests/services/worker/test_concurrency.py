@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from scripts.localinfra import stop_process
 from tests.fixtures.servers import Infra
 from tests.fixtures.stack import ServiceProcess
+from tests.services.worker.conftest import log_text
 from tests.services.worker.harness import (
     LocalApi,
     Queue,
@@ -25,25 +26,7 @@ from tests.services.worker.harness import (
     run_job,
     start_worker,
     wait_run,
-    worker_env,
 )
-
-
-@pytest.fixture
-def env(infra: Infra, tmp_path: Path) -> dict[str, str]:
-    return worker_env(
-        infra.database_url,
-        infra.redis_url,
-        tmp_path / "data",
-        AUTOMATEOS_NODE_PACKAGES="tests.services.worker.plugins",
-    )
-
-
-@pytest.fixture
-async def jobs(infra: Infra, env: dict[str, str]) -> AsyncIterator[Queue]:
-    queue = Queue(infra.redis_url, env["AUTOMATEOS_QUEUE_NAME"])
-    yield queue
-    await queue.close()
 
 
 @pytest.fixture
@@ -153,3 +136,40 @@ class TestBlockingPlugins:
         run = await wait_run(db, blocked, timeout=10)
         assert run["status"] == "failed"
         assert "timed out after 0.5s" in run["error"]
+
+
+class TestWatchdog:
+    async def test_a_stalled_loop_is_reported_and_the_process_goes_unready(
+        self, db: AsyncEngine, env: dict[str, str], tmp_path: Path, jobs: Queue
+    ) -> None:
+        env = {**env, "AUTOMATEOS_WORKER_READY_MAX_HEARTBEAT_AGE_SECONDS": "3"}
+        one_process = start_worker(env, tmp_path / "watchdog", processes=1)
+        try:
+            await self._stall(db, one_process, jobs)
+        finally:
+            stop_process(one_process.proc, timeout=30)
+
+    async def _stall(self, db: AsyncEngine, one_process: ServiceProcess, jobs: Queue) -> None:
+        # Stalled after 2 s, heartbeat older than 3 s a second later: unready well within 8 s.
+        nodes = [{"id": "stuck", "type": "test_hog", "params": {"seconds": 8}}]
+        workflow = await create_workflow(db, await create_user(db), nodes)
+        run_id = await jobs.put(run_job(workflow))
+        await wait_run(db, run_id, ("running",))
+        unready = False
+        for _ in range(80):
+            if readyz(one_process).status_code == 503:
+                unready = True
+                break
+            await asyncio.sleep(0.1)
+        assert unready, "still ready while the loop was stuck"
+        assert (await wait_run(db, run_id, timeout=20))["status"] == "succeeded"
+        log = log_text(one_process)
+        assert "engine loop stalled" in log
+        assert "node 'stuck' (test_hog) ran inline" in log
+        metrics = httpx.get(f"{one_process.url}/metrics", timeout=5).text
+        assert "automateos_worker_loop_stalls_total 1.0" in metrics
+        for _ in range(100):
+            if readyz(one_process).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert readyz(one_process).status_code == 200

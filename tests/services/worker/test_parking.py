@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 import redis.asyncio as aioredis
 from rq.worker import Worker
@@ -31,18 +29,6 @@ from tests.services.worker.harness import (
     wait_run,
     worker_env,
 )
-
-
-@pytest.fixture
-def env(infra: Infra, tmp_path: Path) -> dict[str, str]:
-    return worker_env(infra.database_url, infra.redis_url, tmp_path / "data")
-
-
-@pytest.fixture
-async def jobs(infra: Infra, env: dict[str, str]) -> AsyncIterator[Queue]:
-    queue = Queue(infra.redis_url, env["AUTOMATEOS_QUEUE_NAME"])
-    yield queue
-    await queue.close()
 
 
 def _delayed(seconds: float) -> list[dict[str, Any]]:

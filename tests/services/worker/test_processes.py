@@ -7,7 +7,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -54,13 +54,6 @@ def own_worker(env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProcess]:
     service = start_worker(env, tmp_path / "logs", processes=1)
     yield service
     stop_process(service.proc, timeout=20)
-
-
-@pytest.fixture
-async def jobs(infra: Infra, env: dict[str, str]) -> AsyncIterator[Queue]:
-    queue = Queue(infra.redis_url, env["AUTOMATEOS_QUEUE_NAME"])
-    yield queue
-    await queue.close()
 
 
 def _worker_pids(redis_url: str, queue_name: str) -> list[int]:

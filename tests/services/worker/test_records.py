@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from services.worker.engine.records import REDACTED, record_payload, redact
+from services.worker.engine.records import REDACTED, encode_json, record_payload, redact
 
 
 class TestRedact:
@@ -42,3 +42,49 @@ class TestRecordPayload:
         assert marker["size"] == len(orjson.dumps({"blob": "é" * 2000}))
         assert marker["preview"].startswith('{"blob":"éé')
         assert len(marker["preview"].encode()) <= 100
+
+
+class TestEncodeJson:
+    """Whatever a node or template returns becomes valid JSON for jsonb, never an exception."""
+
+    def test_integers_beyond_64_bits_are_written_exactly(self) -> None:
+        value = {"big": 2**70, "small": -(2**64), "list": [2**64]}
+        assert orjson.loads(encode_json(value)) == {
+            "big": float(2**70),
+            "small": -float(2**64),
+            "list": [float(2**64)],
+        }
+        assert b"1180591620717411303424" in encode_json(value)
+
+    def test_the_portable_path_keeps_the_other_rules(self) -> None:
+        value = {"big": 2**70, "nan": float("nan"), "nul\x00": "a\x00b", 7: True}
+        assert orjson.loads(encode_json(value)) == {
+            "big": float(2**70),
+            "nan": None,
+            "nul\ufffd": "a\ufffdb",
+            "7": True,
+        }
+
+    def test_integers_too_long_to_print_become_a_marker(self) -> None:
+        assert orjson.loads(encode_json([2**20_000])) == ["<20001-bit int>"]
+
+    def test_nesting_deeper_than_orjson_allows_is_written(self) -> None:
+        value: list = []
+        inner = value
+        for _ in range(300):
+            inner.append([])
+            inner = inner[0]
+        assert encode_json(value) == b"[" * 301 + b"]" * 301
+
+
+class TestSignatureHeaders:
+    def test_webhook_signatures_are_redacted_like_credentials(self) -> None:
+        headers = {
+            "x-shopify-hmac-sha256": "1",
+            "x-hub-signature-256": "2",
+            "webhook-signature": "3",
+            "x-square-hmacsha256-signature": "4",
+            "ocp-apim-subscription-key": "5",
+            "x-request-id": "6",
+        }
+        assert redact(headers) == {**{name: REDACTED for name in headers}, "x-request-id": "6"}

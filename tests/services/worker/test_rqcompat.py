@@ -75,6 +75,24 @@ class TestDequeue:
         assert rqcompat.dequeue(worker, None, lambda: False) is None
 
 
+class TestPrepare:
+    def test_writes_what_rqs_two_preparation_steps_write(
+        self, worker: SimpleWorker, queue: Queue, connection: redis.Redis
+    ) -> None:
+        job = _job(queue)
+        result = rqcompat.dequeue(worker, 1, lambda: False)
+        assert result is not None
+        execution = rqcompat.prepare(worker, result[0], queue)
+        fetched = Job.fetch(job.id, connection=connection, serializer=JSONSerializer)
+        assert fetched.get_status() == "started"
+        assert fetched.worker_name == worker.name
+        assert job.id in StartedJobRegistry(queue.name, connection=connection).get_job_ids()
+        assert connection.exists(execution.key)
+        assert connection.ttl(job.key) == -1  # persisted while it runs
+        assert connection.llen(queue.intermediate_queue_key) == 0
+        assert [e.id for e in worker.get_current_executions(refresh=True)] == [execution.id]
+
+
 class TestRenew:
     def test_one_pipeline_extends_every_job_in_flight(
         self, worker: SimpleWorker, queue: Queue, connection: redis.Redis

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from scripts.localinfra import free_port, stop_process
+from shared.crypto import Keyring
 from shared.hooks import hook_key, token_hash
 from tests.conftest import ApiUser
 from tests.fixtures.database import Database
@@ -68,6 +69,14 @@ def rds(infra: Infra) -> Iterator[redis.Redis]:
 def internal_token(stack: Stack) -> str:
     # Generated into the shared data folder by the first service that needed it.
     return (Path(stack.env["AUTOMATEOS_DATA_DIR"]) / "internal-token").read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def keyring(stack: Stack) -> Keyring:
+    """The stack's encryption keys, generated into its data folder by the first service."""
+    return Keyring.parse(
+        (Path(stack.env["AUTOMATEOS_DATA_DIR"]) / "encryption-keys").read_text().strip()
+    )
 
 
 def start_workflows(

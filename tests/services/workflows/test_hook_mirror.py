@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.workflows.hooks.service import HookMirror
-from shared.hooks import HookRecord, decode_record, hook_key
+from shared.hooks import HookRecord, decode_record, encode_record, hook_key
 from tests.fixtures.servers import Infra
 
 
@@ -63,6 +63,17 @@ class TestPublish:
         hashed = secrets.token_hex(32)
         await mirror.client.set(hook_key(hashed), b"not json")
         assert await mirror.publish(hashed, _record(1)) is True
+
+    async def test_an_unsealed_record_of_the_same_version_is_replaced(
+        self, mirror: HookMirror
+    ) -> None:
+        # A record from before encryption (plaintext secret, no `sealed`) must not outlive
+        # the upgrade just because the version did not change.
+        hashed = secrets.token_hex(32)
+        await mirror.client.set(hook_key(hashed), encode_record(_record(2)))
+        sealed: HookRecord = {**_record(2), "sealed": True}
+        assert await mirror.publish(hashed, sealed) is True
+        assert await mirror.publish(hashed, sealed) is False  # then the version guard holds
 
     async def test_batch_applies_the_same_guard(self, mirror: HookMirror) -> None:
         older, fresh = secrets.token_hex(32), secrets.token_hex(32)

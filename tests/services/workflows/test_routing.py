@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from scripts.localinfra import stop_process
+from shared.crypto import Keyring, hook_secret_context
 from shared.hooks import decode_record
 from tests.conftest import ApiUser
 from tests.fixtures.stack import Stack
@@ -41,17 +42,25 @@ def _user_id(user: ApiUser) -> str:
 
 
 class TestMirror:
-    def test_create_writes_the_record_with_the_secret(
-        self, api: httpx.Client, rds: redis.Redis, user: ApiUser
+    def test_create_writes_the_record_with_the_secret_sealed(
+        self, api: httpx.Client, rds: redis.Redis, user: ApiUser, keyring: Keyring
     ) -> None:
         workflow = create_workflow(api, trigger=SIGNED)
-        assert _record(rds, workflow) == {
+        record = _record(rds, workflow)
+        assert record is not None
+        sealed = record["signature"].pop("secret")
+        assert record == {
             "workflow_id": workflow["id"],
             "owner_id": _user_id(user),
             "version": 1,
             "active": True,
-            "signature": {"scheme": "hmac-sha256", "secret": SECRET, "header": "X-Sig"},
+            "sealed": True,
+            "signature": {"scheme": "hmac-sha256", "header": "X-Sig"},
         }
+        # Sealed in Redis: only a holder of the keys (ingest) can open it.
+        assert SECRET not in sealed
+        opened = keyring.open(sealed, hook_secret_context(workflow["id"]))
+        assert opened.decode() == SECRET
 
     def test_change_rewrites_the_record(self, api: httpx.Client, rds: redis.Redis) -> None:
         workflow = create_workflow(api, trigger=SIGNED)
@@ -104,13 +113,21 @@ class TestInternalEndpoint:
         assert SECRET not in response.text
 
     def test_returns_the_record_from_postgres(
-        self, api: httpx.Client, stack: Stack, internal_token: str, rds: redis.Redis
+        self,
+        api: httpx.Client,
+        stack: Stack,
+        internal_token: str,
+        rds: redis.Redis,
+        keyring: Keyring,
     ) -> None:
         workflow = create_workflow(api, trigger=SIGNED)
         response = _internal(stack, webhook_hash(workflow), internal_token)
         assert response.status_code == 200
         assert response.json() == _record(rds, workflow)
-        assert response.json()["signature"]["secret"] == SECRET
+        # Sealed on this internal API too: it opens only in ingest's memory.
+        assert SECRET not in response.text
+        sealed = response.json()["signature"]["secret"]
+        assert keyring.open(sealed, hook_secret_context(workflow["id"])).decode() == SECRET
 
     @pytest.mark.parametrize("hashed", ["0" * 64, "not-hex", "A" * 64])
     def test_unknown_hash_is_404(self, stack: Stack, internal_token: str, hashed: str) -> None:

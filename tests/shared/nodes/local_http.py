@@ -54,6 +54,13 @@ def _app(server: LocalServer) -> Starlette:
             }
         )
 
+    async def reflect(request: Request) -> Response:
+        # A careless API: answers an error that quotes the request's headers and body.
+        await record(request)
+        body = (await request.body()).decode()
+        quoted = f"rejected {dict(request.headers)} {body}"
+        return PlainTextResponse(quoted, status_code=int(request.path_params["code"]))
+
     async def text(request: Request) -> Response:
         await record(request)
         return PlainTextResponse("héllo text", headers={"X-Custom": "yes"})
@@ -93,6 +100,7 @@ def _app(server: LocalServer) -> Starlette:
             Route("/echo/{name}", echo, methods=ALL_METHODS),  # a path of one's own per test
             Route("/text", text),
             Route("/status/{code}", status, methods=ALL_METHODS),
+            Route("/reflect/{code}", reflect, methods=ALL_METHODS),
             Route("/redirect", redirect),
             Route("/big", big),
             Route("/slow", slow),

@@ -70,6 +70,15 @@ class TestSettings:
             "retry": None,
             "timeout_s": None,
             "continue_on_fail": False,
+            "condition": None,
+        }
+
+    def test_the_condition_is_written_if(self):
+        settings = NodeSettings.model_validate({"if": "{{ trigger.body.ok }}"})
+        assert settings.condition == "{{ trigger.body.ok }}"
+        assert settings.model_dump(by_alias=True, exclude_none=True) == {
+            "continue_on_fail": False,
+            "if": "{{ trigger.body.ok }}",
         }
 
     def test_retry_backoff_defaults_to_one_second(self):

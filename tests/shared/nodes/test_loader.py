@@ -9,7 +9,15 @@ import pytest
 
 from shared.nodes import NodeRegistry, NodeSpec, load_registry
 
-CORE_TYPES = ["delay", "filter", "http_request", "log", "transform"]
+CORE_TYPES = [
+    "delay",
+    "filter",
+    "http_request",
+    "log",
+    "switch",
+    "transform",
+    "wait_for_callback",
+]
 
 GOOD = """
 from pydantic import BaseModel
@@ -56,7 +64,7 @@ def _write_entry_point(root: Path, group: str, target: str) -> None:
 
 
 class TestCoreNodes:
-    def test_discovers_the_five_core_nodes(self):
+    def test_discovers_the_core_nodes(self):
         registry = load_registry()
         assert registry.types() == CORE_TYPES
         assert registry.errors == {}
@@ -72,6 +80,7 @@ class TestCoreNodes:
             "retry",
             "timeout_s",
             "continue_on_fail",
+            "if",
         }
 
     def test_catalogue_copies_can_be_mutated_safely(self):

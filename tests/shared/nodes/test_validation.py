@@ -198,3 +198,19 @@ class TestDetail:
     def test_detail_for_the_list_itself(self):
         [entry] = issues_to_detail([Issue(None, "", "nodes must be a list")])
         assert entry["loc"] == ["body", "nodes"]
+
+
+class TestCondition:
+    def test_a_valid_if_template_passes(self, registry):
+        node = {"id": "n", "type": "log", "if": "{{ trigger.body.ok }}", "params": {"message": "x"}}
+        assert validate_nodes([node], registry) == []
+
+    def test_an_if_that_does_not_parse_names_the_field(self, registry):
+        node = {"id": "n", "type": "log", "if": "{{ trigger.body.ok ", "params": {"message": "x"}}
+        assert _fields(validate_nodes([node], registry)) == {("n", "if")}
+
+    def test_an_if_that_is_no_template_is_refused(self, registry):
+        node = {"id": "n", "type": "log", "if": "true", "params": {"message": "x"}}
+        [issue] = validate_nodes([node], registry)
+        assert (issue.node, issue.field) == ("n", "if")
+        assert "must be a template" in issue.message

@@ -16,8 +16,12 @@ change to one component's settings restarts only that component.
   "AUTOMATEOS_QUEUE_NAME" $c.queueName
   "AUTOMATEOS_JOB_TIMEOUT_SECONDS" ($c.jobTimeoutSeconds | int64)
 -}}
+{{- if ne .component "worker" -}}
+{{- $_ := set $env "AUTOMATEOS_TRUSTED_PROXIES" (join "," $c.trustedProxies) -}}
+{{- end -}}
 {{- if eq .component "auth" -}}
 {{- $_ := set $env "AUTOMATEOS_PORT" ($ctx.Values.auth.port | int64) -}}
+{{- $_ := set $env "AUTOMATEOS_PASSWORD_HASH_CONCURRENCY" ($ctx.Values.auth.passwordHashConcurrency | int64) -}}
 {{- $_ := set $env "AUTOMATEOS_SIGNING_KEYS_DIR" (include "automateos.signingKeysDir" $ctx) -}}
 {{- else if eq .component "workflows" -}}
 {{- $_ := set $env "AUTOMATEOS_PORT" ($ctx.Values.workflows.port | int64) -}}

@@ -81,7 +81,7 @@ spec:
         - configMapRef:
             name: {{ include "automateos.componentName" . }}
       env:
-        {{- include "automateos.secretEnv" (dict "ctx" $ctx "hook" false) | trim | nindent 8 }}
+        {{- include "automateos.secretEnv" (dict "ctx" $ctx "hook" false "component" $component) | trim | nindent 8 }}
       startupProbe:
         httpGet: {path: /healthz, port: {{ $portName }}}
         {{- toYaml $cfg.probes.startup | nindent 8 }}

@@ -2,7 +2,8 @@
 Secret values the chart owns. Empty values are generated once and kept across upgrades by looking
 up the Secret this release created. The result is memoised in .Values so every template of one
 render (the Secret, the hook Secret, the checksum annotations) sees the same generated values.
-Returns YAML: databaseUrl, redisUrl, internalToken, webhookKey, postgresPassword, signingKeys.
+Returns YAML: databaseUrl, redisUrl, internalToken, webhookKey, encryptionKeys, postgresPassword,
+signingKeys.
 */}}
 {{- define "automateos.secretValues" -}}
 {{- if not (hasKey .Values "__automateosSecretValues") -}}
@@ -25,6 +26,8 @@ Returns YAML: databaseUrl, redisUrl, internalToken, webhookKey, postgresPassword
 {{- end -}}
 {{- $_ := set $v "internalToken" (.Values.secrets.internalToken | default (get $existing "AUTOMATEOS_INTERNAL_TOKEN" | b64dec) | default (randAlphaNum 48)) -}}
 {{- $_ := set $v "webhookKey" (.Values.secrets.webhookKey | default (get $existing "AUTOMATEOS_WEBHOOK_KEY" | b64dec) | default (randAlphaNum 48)) -}}
+{{/* One AES-256 key, "<id>:<base64 of 32 bytes>"; rotation adds keys in front (docs/credentials.md). */}}
+{{- $_ := set $v "encryptionKeys" (.Values.secrets.encryptionKeys | default (get $existing "AUTOMATEOS_ENCRYPTION_KEYS" | b64dec) | default (printf "k%s:%s" (now | date "20060102") (randBytes 32))) -}}
 {{- $keys := dict -}}
 {{- if .Values.signingKeys.keys -}}
 {{- range $kid, $pem := .Values.signingKeys.keys -}}
@@ -96,15 +99,26 @@ values come from the migration hook's own Secret, which exists before the releas
   key: AUTOMATEOS_WEBHOOK_KEY
   owned: true
   {{- end }}
+- env: AUTOMATEOS_ENCRYPTION_KEYS
+  {{- if $sec.existingSecret }}
+  secret: {{ $sec.existingSecret }}
+  key: {{ $sec.encryptionKeysKey }}
+  owned: false
+  {{- else }}
+  secret: {{ $own }}
+  key: AUTOMATEOS_ENCRYPTION_KEYS
+  owned: true
+  {{- end }}
 {{- end -}}
 
 {{/* data: of the chart-owned Secret (base64), only the entries not taken from existing Secrets. */}}
 {{- define "automateos.ownedSecretData" -}}
 {{- $ctx := .ctx -}}
 {{- $values := include "automateos.secretValues" $ctx | fromYaml -}}
-{{- $byEnv := dict "DATABASE_URL" $values.databaseUrl "REDIS_URL" $values.redisUrl "AUTOMATEOS_INTERNAL_TOKEN" $values.internalToken "AUTOMATEOS_WEBHOOK_KEY" $values.webhookKey -}}
+{{- $byEnv := dict "DATABASE_URL" $values.databaseUrl "REDIS_URL" $values.redisUrl "AUTOMATEOS_INTERNAL_TOKEN" $values.internalToken "AUTOMATEOS_WEBHOOK_KEY" $values.webhookKey "AUTOMATEOS_ENCRYPTION_KEYS" $values.encryptionKeys -}}
+{{- $hookUses := include "automateos.secretsUsedBy" "migrations" | fromYamlArray -}}
 {{- range (include "automateos.secretRefs" (dict "ctx" $ctx "hook" false) | fromYamlArray) }}
-{{- if .owned }}
+{{- if and .owned (or (not $.hook) (has .env $hookUses)) }}
 {{ .key }}: {{ get $byEnv .env | b64enc }}
 {{- end }}
 {{- end }}
@@ -113,14 +127,34 @@ POSTGRES_PASSWORD: {{ $values.postgresPassword | b64enc }}
 {{- end }}
 {{- end -}}
 
-{{/* env entries for the secret variables: (dict "ctx" $ "hook" bool). */}}
+{{/*
+Which secret variables each component reads (checked against the code: grep the settings'
+readers). The worker runs nodes on user data and the internet: it never gets the internal token
+(it needs the webhook key only to derive runs' resume URLs); ingest never gets the database URL;
+auth neither of the two shared secrets. The encryption keys go where credentials or webhook
+secrets are sealed or opened: workflows, ingest, the worker, and the migration that seals old rows.
+*/}}
+{{- define "automateos.secretsUsedBy" -}}
+{{- $used := dict
+  "auth" (list "DATABASE_URL" "REDIS_URL")
+  "workflows" (list "DATABASE_URL" "REDIS_URL" "AUTOMATEOS_INTERNAL_TOKEN" "AUTOMATEOS_WEBHOOK_KEY" "AUTOMATEOS_ENCRYPTION_KEYS")
+  "ingest" (list "REDIS_URL" "AUTOMATEOS_INTERNAL_TOKEN" "AUTOMATEOS_WEBHOOK_KEY" "AUTOMATEOS_ENCRYPTION_KEYS")
+  "worker" (list "DATABASE_URL" "REDIS_URL" "AUTOMATEOS_WEBHOOK_KEY" "AUTOMATEOS_ENCRYPTION_KEYS")
+  "migrations" (list "DATABASE_URL" "AUTOMATEOS_ENCRYPTION_KEYS") -}}
+{{- toYaml (get $used .) -}}
+{{- end -}}
+
+{{/* env entries for the secret variables one component reads: (dict "ctx" $ "hook" bool "component" "auth"). */}}
 {{- define "automateos.secretEnv" -}}
+{{- $used := include "automateos.secretsUsedBy" .component | fromYamlArray -}}
 {{- range (include "automateos.secretRefs" . | fromYamlArray) }}
+{{- if has .env $used }}
 - name: {{ .env }}
   valueFrom:
     secretKeyRef:
       name: {{ .secret }}
       key: {{ .key }}
+{{- end }}
 {{- end }}
 {{- end -}}
 

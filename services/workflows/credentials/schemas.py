@@ -1,0 +1,74 @@
+"""Request and response bodies of the credentials API.
+
+`data` is write-only: no output model has it, and validation errors never echo it (the app's
+422 handler drops every rejected input).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from shared.credentials import FIELDS, NAME_PATTERN, CredentialType
+
+# An HTTP field name (RFC 9110 token), for `header` credentials.
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+MAX_VALUE_CHARS = 8192
+
+CredentialName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Value = Annotated[str, StringConstraints(min_length=1, max_length=MAX_VALUE_CHARS)]
+
+
+class CredentialData(BaseModel):
+    """The type and its data; every field the type takes is required, no other is allowed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: CredentialType
+    # repr=False: a logged or printed model must not carry the values.
+    data: dict[str, Value] = Field(repr=False)
+
+    @model_validator(mode="after")
+    def _fields_of_type(self) -> CredentialData:
+        wanted = FIELDS[self.type]
+        missing = [name for name in wanted if name not in self.data]
+        unknown = sorted(set(self.data) - set(wanted))
+        if missing or unknown:
+            raise ValueError(
+                f"a {self.type} credential takes data {{{', '.join(wanted)}}}"
+                + (f"; missing: {', '.join(missing)}" if missing else "")
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            )
+        if self.type == "header" and not _HEADER_NAME.match(self.data["name"]):
+            raise ValueError("data.name must be an HTTP header name")
+        if any("\r" in value or "\n" in value for value in self.data.values()):
+            # Header values cannot carry line breaks; a secret pasted with one is a mistake.
+            raise ValueError("credential values cannot contain line breaks")
+        return self
+
+
+class CredentialIn(CredentialData):
+    """`POST /credentials`."""
+
+    name: CredentialName
+
+
+class CredentialReplace(CredentialData):
+    """`PUT /credentials/{name}`: a new type and data under the same name."""
+
+    name: CredentialName | None = None
+
+
+class CredentialOut(BaseModel):
+    name: str
+    type: str
+    fields_set: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class CredentialList(BaseModel):
+    items: list[CredentialOut]

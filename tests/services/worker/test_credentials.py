@@ -1,0 +1,34 @@
+"""Scrubbing credential values out of what a node returns, raises or logs."""
+
+from __future__ import annotations
+
+from services.worker.engine.credentials import scrub
+
+SECRETS = {"api": "Bearer tok-0123456789", "api.token": "tok-0123456789"}
+
+
+class TestScrub:
+    def test_replaces_whole_values_at_any_depth(self) -> None:
+        value = {
+            "headers": {"authorization": "Bearer tok-0123456789"},
+            "list": ["x tok-0123456789"],
+        }
+        assert scrub(value, SECRETS) == {
+            "headers": {"authorization": "[credential api]"},
+            "list": ["x [credential api.token]"],
+        }
+
+    def test_replaces_a_value_cut_off_at_the_end_of_an_excerpt(self) -> None:
+        excerpt = "answered 401: rejected {'authorization': 'Bearer tok-01234"
+        assert scrub(excerpt, SECRETS).endswith("'[credential api]")
+
+    def test_replaces_a_value_cut_off_at_the_start_of_a_preview(self) -> None:
+        scrubbed = scrub("456789 and the rest", SECRETS)
+        assert scrubbed.startswith("[credential api")
+        assert scrubbed.endswith("] and the rest")
+        assert "456789" not in scrubbed
+
+    def test_leaves_everything_else_alone(self) -> None:
+        value = {"status": 200, "body": "tok is short", "n": None}
+        assert scrub(value, SECRETS) == value
+        assert scrub("abc", {"tiny": "abc"}) == "abc"  # below the scrubbed length
