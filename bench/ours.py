@@ -178,22 +178,29 @@ class Ours:
         return int(self.db.fetchval("SELECT count(*) FROM workflow_runs"))
 
     def seed_history(self, total: int) -> float:
-        """Bring the run history to `total` rows (two steps each) in bulk SQL; seconds taken."""
+        """Bring the run history to `total` rows (two steps each) in bulk SQL; seconds taken.
+
+        One run a second back from now (10^6 runs span 11.6 days), so all of it is inside the
+        retention window the stack runs with (see `running`).
+        """
         missing = total - self.history_rows()
         if missing <= 0:
             return 0.0
         workflow = self.workflows["cpu"]
         started = time.monotonic()
+        # Run ids are UUIDv7 (time-ordered): history must be too, or "newest first" orderings
+        # (the API's pages, retention's per-workflow cap) would mix it with fresh runs.
+        self.db.execute(UUID7_FUNCTION)
         # One statement: runs spread over the past year, each with the two steps it would have.
         self.db.execute(
             """
             WITH runs AS (
               INSERT INTO workflow_runs (id, workflow_id, owner_id, workflow_version, status,
                 trigger, attempt, accepted_at, started_at, finished_at, duration_ms)
-              SELECT gen_random_uuid(), $1, $2, 1, 'succeeded',
+              SELECT uuid7(now() - make_interval(secs => g)), $1, $2, 1, 'succeeded',
                 jsonb_build_object('body', jsonb_build_object('n', g)), 1,
-                now() - make_interval(secs => g * 30), now() - make_interval(secs => g * 30),
-                now() - make_interval(secs => g * 30), 3
+                now() - make_interval(secs => g), now() - make_interval(secs => g),
+                now() - make_interval(secs => g), 3
               FROM generate_series(1, $3) AS g
               RETURNING id, started_at
             )
@@ -231,6 +238,19 @@ class Ours:
 
 
 _JSON = {"content-type": "application/json"}
+UUID7_FUNCTION = """
+CREATE OR REPLACE FUNCTION uuid7(at timestamptz) RETURNS uuid LANGUAGE sql VOLATILE AS $$
+  SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
+    substring(int8send(floor(extract(epoch FROM at) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
+    52, 1), 53, 1), 'hex')::uuid
+$$
+"""
+# The worker's retention pruner keeps 10,000 runs per workflow by default: the history bench
+# puts 10^6 in one workflow, which must stay there while it is measured.
+RETENTION = {
+    "AUTOMATEOS_RUN_RETENTION_MAX_PER_WORKFLOW": "2000000",
+    "AUTOMATEOS_RUN_RETENTION_DAYS": "30",
+}
 
 
 def _body() -> bytes:
@@ -251,7 +271,7 @@ def running(base: Path, slow_url: str) -> Iterator[Ours]:
     base.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         infra = stack.enter_context(running_infra(durable=True))
-        env = stack_env(infra.database_url, infra.redis_url, base / "data")
+        env = stack_env(infra.database_url, infra.redis_url, base / "data") | RETENTION
         stack_obj = stack.enter_context(
             running_stack(env, base, ("auth", "workflows", "ingest"), worker_processes=0)
         )
