@@ -63,7 +63,12 @@ BODY = json.dumps(
 
 def create_baseline_app() -> FastAPI:
     """The bare FastAPI + Redis LPUSH the issue measures ingest against (uvicorn factory)."""
-    client = aioredis.Redis.from_url(os.environ["REDIS_URL"])
+    # A bounded pool that waits for a free connection: redis-py's default pool raises "Too many
+    # connections" at a few hundred concurrent requests, which would measure the error path.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        os.environ["REDIS_URL"], max_connections=64, timeout=10
+    )
+    client = aioredis.Redis(connection_pool=pool)
     app = FastAPI()
 
     @app.post("/hooks/{token}")
@@ -206,12 +211,19 @@ def run_wrk(url: str, headers: dict[str, str], dedupe: bool, args: argparse.Name
 
 
 async def _python_load(
-    url: str, headers: dict[str, str], dedupe: bool, connections: int, duration: float
+    url: str,
+    headers: dict[str, str],
+    dedupe: bool,
+    connections: int,
+    duration: float,
+    total: int = 0,
 ) -> dict[str, Any]:
     """Keep-alive HTTP/1.1 over raw asyncio streams, one request in flight per connection.
 
     httpx measured here tops out near 200 req/s with 50 connections: it would measure itself,
     not the servers. A pre-built request on a bare stream is ~20x cheaper per request.
+    With `total`, exactly that many requests are sent (bench.compare's "all N runs done"), and
+    `duration` is only a deadline.
     """
     parsed = httpx.URL(url)
     host, port = parsed.host, parsed.port or 80
@@ -223,10 +235,19 @@ async def _python_load(
     latencies: list[float] = []
     counts = {"non_2xx": 0, "errors": 0}
     deadline = time.perf_counter() + duration
+    left = [total]
+
+    def another() -> bool:
+        if time.perf_counter() >= deadline:
+            return False
+        if total:
+            left[0] -= 1
+            return left[0] >= 0
+        return True
 
     async def user() -> None:
         reader, writer = await asyncio.open_connection(host, port)
-        while time.perf_counter() < deadline:
+        while another():
             key = f"Idempotency-Key: {uuid.uuid4().hex}\r\n".encode() if dedupe else b""
             start = time.perf_counter()
             try:
@@ -272,7 +293,9 @@ async def _python_load(
     }
 
 
-def run_python(url: str, headers: dict[str, str], dedupe: bool, args: argparse.Namespace) -> Result:
+def run_python(
+    url: str, headers: dict[str, str], dedupe: bool, args: argparse.Namespace, total: int = 0
+) -> Result:
     """The fallback generator, in its own process so it does not share the servers' GIL."""
     spec = {
         "url": url,
@@ -280,6 +303,7 @@ def run_python(url: str, headers: dict[str, str], dedupe: bool, args: argparse.N
         "dedupe": dedupe,
         "connections": args.connections,
         "duration": args.duration,
+        "total": total,
     }
     out = subprocess.run(
         [sys.executable, "-m", "bench.ingest", "--load-worker", json.dumps(spec)],
