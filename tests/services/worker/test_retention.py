@@ -119,7 +119,6 @@ class TestByAge:
         await pruner(db, rds).prune_once()
         assert kept in await remaining(db, workflow)
 
-
     async def test_a_retention_longer_than_dates_go_does_not_stop_the_pass(
         self, db: AsyncEngine, rds: aioredis.Redis
     ) -> None:
