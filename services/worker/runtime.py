@@ -32,15 +32,21 @@ log = logging.getLogger(__name__)
 _current: WorkerRuntime | None = None
 
 
-def build_db_engine(settings: Settings, *, pool_size: int, pre_ping: bool) -> AsyncEngine:
-    """An asyncpg engine in AUTOCOMMIT (every statement the worker sends stands alone)."""
+def build_db_engine(
+    settings: Settings, *, pool_size: int, pre_ping: bool, overflow: int | None = None
+) -> AsyncEngine:
+    """An asyncpg engine in AUTOCOMMIT (every statement the worker sends stands alone).
+
+    `overflow` extra connections may open under a burst (default: `pool_size`); they are
+    closed again as soon as they are returned.
+    """
     return create_async_engine(
         settings.database_url,
         # Set once when a connection is made rather than around every checkout, as an
         # execution option would.
         isolation_level="AUTOCOMMIT",
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if overflow is None else overflow,
         pool_pre_ping=pre_ping,
         # Recycled before typical server/proxy idle timeouts can cut a pooled connection.
         pool_recycle=600,
@@ -76,8 +82,14 @@ class WorkerRuntime:
         # No pre-ping: it would add a round trip to every checkout (a third of a run's
         # database cost); a dead pooled connection is invalidated on first use and the engine
         # retries the statement.
+        # No overflow: with 32 runs in flight, an overflow connection would be opened and
+        # closed again for every run past the pool (a PostgreSQL connection setup each), where
+        # waiting a moment for a pooled one costs nothing.
         self.db = build_db_engine(
-            settings, pool_size=pool_size_for(worker_settings.concurrency), pre_ping=False
+            settings,
+            pool_size=pool_size_for(worker_settings.concurrency),
+            pre_ping=False,
+            overflow=0,
         )
         self.redis = aioredis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=5, socket_timeout=10
