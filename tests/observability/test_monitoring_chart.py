@@ -17,6 +17,13 @@ from tests.observability.promql import ALERTS, DASHBOARD
 BASE = {
     "database": {"url": "postgresql://u:p@db:5432/automateos"},
     "redis": {"url": "redis://r:6379/0"},
+    # With external servers the network policies must say where they are.
+    "networkPolicy": {
+        "databaseEgress": {
+            "postgresql": {"to": [{"ipBlock": {"cidr": "10.20.0.0/24"}}]},
+            "redis": {"to": [{"ipBlock": {"cidr": "10.20.1.0/24"}}]},
+        }
+    },
 }
 
 
