@@ -167,11 +167,7 @@ class StepExecutor:
                 # goes on as for any failed step, and no record is left half-built.
                 log.exception(
                     "engine error in a step",
-                    extra={
-                        "run_id": run.run_id,
-                        "workflow_id": run.workflow_id,
-                        "node_id": node.id,
-                    },
+                    extra=_log_ids(run, node),
                 )
                 message = f"internal error: {type(exc).__name__}: {exc}"
                 record.status, record.error = FAILED, message
@@ -276,11 +272,7 @@ class StepExecutor:
                 # A plugin bug must fail its step, not the worker; the traceback goes to the log.
                 log.exception(
                     "node raised an unexpected error",
-                    extra={
-                        "run_id": run.run_id,
-                        "workflow_id": run.workflow_id,
-                        "node_id": node.id,
-                    },
+                    extra=_log_ids(run, node),
                 )
                 error = NodeError(f"{type(exc).__name__}: {exc}")
             else:
@@ -303,7 +295,7 @@ class StepExecutor:
                 "retrying node in %.2fs after: %s",
                 wait,
                 error.message,
-                extra={"run_id": run.run_id, "workflow_id": run.workflow_id, "node_id": node.id},
+                extra=_log_ids(run, node),
             )
             await asyncio.sleep(wait)
 
@@ -336,6 +328,10 @@ class StepExecutor:
         if logger is None:
             logger = self._loggers[node_type] = logging.getLogger(f"automateos.node.{node_type}")
         return logger
+
+
+def _log_ids(run: RunIdentity, node: NodeDefinition) -> dict[str, str]:
+    return {"run_id": run.run_id, "workflow_id": run.workflow_id, "node_id": node.id}
 
 
 def observe(node_type: str, status: str, seconds: float) -> None:
