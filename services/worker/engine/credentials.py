@@ -23,9 +23,10 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.worker.engine.fairness import FairRenderer
 from shared.credentials import HEADER_TYPES, auth_header, placeholder, references
 from shared.crypto import DecryptionFailed, Keyring, credential_context
-from shared.nodes import Halt, NodeContext, NodeDefinition, NodeError, NodeSpec, render
+from shared.nodes import Halt, NodeContext, NodeDefinition, NodeError, NodeSpec
 
 # Values shorter than this are not scrubbed from outputs: replacing every "ab" in a response
 # would mangle it, and a secret that short protects nothing anyway.
@@ -161,6 +162,10 @@ def _scrubbing(spec: NodeSpec[Any], secrets: Mapping[str, str]) -> NodeSpec[Any]
     return dataclasses.replace(spec, run=run)
 
 
+# Outside a run's CPU account it renders inline, as before (tests, tools).
+_INLINE = FairRenderer()
+
+
 class CredentialVault:
     """Renders a node's params with its owner's credentials (one per worker process)."""
 
@@ -183,15 +188,17 @@ class CredentialVault:
         node: NodeDefinition,
         spec: NodeSpec[Any],
         context: Mapping[str, Any],
+        renderer: FairRenderer | None = None,
     ) -> tuple[Any, Any, NodeSpec[Any]]:
         """(params for the node, params for the record, the spec to execute).
 
         Raises NodeError (a failed step) for a missing, mistyped or undecryptable credential
         or a template error; its message never contains a credential's value.
         """
+        renderer = renderer or _INLINE
         refs = references(node.params)
         if not refs:
-            rendered = render(node.params, context)
+            rendered = await renderer.render(node.params, context)
             return rendered, rendered, spec
         sealed = await self._load(workflow_id, refs.names)
         assert self.keyring is not None  # a vault with a database has its keys
@@ -207,9 +214,11 @@ class CredentialVault:
                     f"secrets.{name} reads a secret credential; {name!r} is a {row.type}"
                 )
         secrets = _Secrets(self.keyring, wanted)
-        shown = render(node.params, {**context, "secrets": {n: placeholder(n) for n in wanted}})
+        shown = await renderer.render(
+            node.params, {**context, "secrets": {n: placeholder(n) for n in wanted}}
+        )
         try:
-            rendered = render(node.params, {**context, "secrets": secrets})
+            rendered = await renderer.render(node.params, {**context, "secrets": secrets})
         except NodeError as exc:
             raise NodeError(scrub(exc.message, secrets.opened)) from None
         used = dict(secrets.opened)
