@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -139,7 +139,13 @@ def _render_value(value: Any, context: Mapping[str, Any]) -> Any:
     return value
 
 
-def render(value: Any, context: Mapping[str, Any], *, slice_s: float | None = None) -> Any:
+def render(
+    value: Any,
+    context: Mapping[str, Any],
+    *,
+    slice_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Any:
     """Render every template inside `value` (walking dicts and lists) against `context`.
 
     A string that is exactly one `{{ expr }}` keeps the expression's type (missing → None);
@@ -148,7 +154,7 @@ def render(value: Any, context: Mapping[str, Any], *, slice_s: float | None = No
     budget of size, work and time (template_limits.py). Raises `TemplateError`, or
     `RenderSliceExceeded` once past `slice_s` seconds (when given).
     """
-    with render_budget(slice_s):
+    with render_budget(slice_s, clock):
         return _render_value(value, context)
 
 
@@ -157,7 +163,7 @@ def render_measured(value: Any, context: Mapping[str, Any]) -> tuple[bool, Any, 
     seconds). Plain data both ways, so it pickles whatever the error's class."""
     started = time.process_time()
     try:
-        result = render(value, context)
+        result = render(value, context, clock=time.process_time)
     except NodeError as exc:
         return False, exc.message, time.process_time() - started
     return True, result, time.process_time() - started
