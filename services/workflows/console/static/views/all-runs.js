@@ -59,8 +59,8 @@ function Filters({ filter, workflows }) {
       <option value="">all</option>
       ${workflows.map((w) => html`<option key=${w.id} value=${w.id}>${w.name}</option>`)}
     </select></label>
-    <label>From <input type="datetime-local" name="since" value=${toLocalInput(filter.since)} /></label>
-    <label>To <input type="datetime-local" name="until" value=${toLocalInput(filter.until)} /></label>
+    <label>From <input type="datetime-local" name="since" defaultValue=${toLocalInput(filter.since)} /></label>
+    <label>To <input type="datetime-local" name="until" defaultValue=${toLocalInput(filter.until)} /></label>
     <button type="submit">Apply time range</button>
     ${FILTERS.some((k) => filter[k]) && html`<button type="button" class="link" onClick=${() => go({})}>Clear filters</button>`}
   </form>`;
