@@ -85,9 +85,10 @@ def test_parallel_steps_items_and_related_runs(console: Console, user: ApiUser) 
     expect(parallel.locator(".lanes > li.step")).to_have_count(2)
     lanes = parallel.locator(".lanes > li.step")
     left, right = lanes.nth(0).bounding_box(), lanes.nth(1).bounding_box()
-    assert (
-        left and right and abs(left["y"] - right["y"]) < 2 and right["x"] > left["x"]
-    )  # side by side
+    assert left is not None
+    assert right is not None
+    assert abs(left["y"] - right["y"]) < 2  # side by side: one row,
+    assert right["x"] > left["x"]  # two columns
     expect(page.locator("ol.steps > li.step")).to_have_count(1)  # merge ran after both
 
     items = page.get_by_test_id("items")
