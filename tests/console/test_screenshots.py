@@ -93,11 +93,16 @@ def test_main_pages(browser: Any, stack: Stack, user: ApiUser, tmp_path: Path, s
                 overflow = console.page.evaluate(
                     "document.documentElement.scrollWidth - document.documentElement.clientWidth"
                 )
-                assert overflow <= 0, f"{name} at {width} px scrolls sideways by {overflow} px"
+                wide = console.page.evaluate(
+                    "[...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect()"
+                    ".right > document.documentElement.clientWidth + 1).slice(-3).map(e => e.outerHTML"
+                    ".slice(0, 120))"
+                )
+                assert overflow <= 0, f"{name} at {width} px scrolls sideways by {overflow} px: {wide}"
                 if width == 1000 or name in ("workflows", "run", "editor"):
                     console.page.screenshot(path=str(folder / f"{name}-{scheme}{suffix}.png"))
             console.page.get_by_role("button", name="Log out").click()
-            console.go("#/register")
+            console.page.get_by_role("link", name="Register").click()
             expect(console.page.get_by_role("heading", name="Register")).to_be_visible()
             if width == 1000:
                 console.page.screenshot(path=str(folder / f"register-{scheme}.png"))

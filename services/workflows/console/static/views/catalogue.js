@@ -39,7 +39,7 @@ function Params({ schema, label }) {
 function NodeType({ node, onAdd }) {
   return html`<li><details class="node-type">
     <summary><code>${node.type}</code> <span class="muted">${node.description.split('\n')[0]}</span></summary>
-    <p>${node.description}</p>
+    ${node.description.includes('\n') && html`<p class="help">${node.description}</p>`}
     <${Params} schema=${node.params_schema} label="params" />
     ${onAdd && html`<button type="button" class="small" onClick=${() => onAdd(node)}>Add a ${node.type} node</button>`}
   </details></li>`;
