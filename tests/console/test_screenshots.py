@@ -35,6 +35,9 @@ NODES = [
     {"id": "pause", "type": "delay", "params": {"seconds": 0.3}},
     {"id": "note", "type": "log", "params": {"message": "order {{ steps.shape.order }} seen"}},
 ]
+WIDER_THAN_THE_PAGE = """[...document.querySelectorAll('main *')]
+  .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+  .slice(-3).map(e => e.outerHTML.slice(0, 120))"""
 
 
 def _folder(tmp_path: Path) -> Path:
@@ -93,12 +96,10 @@ def test_main_pages(browser: Any, stack: Stack, user: ApiUser, tmp_path: Path, s
                 overflow = console.page.evaluate(
                     "document.documentElement.scrollWidth - document.documentElement.clientWidth"
                 )
-                wide = console.page.evaluate(
-                    "[...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect()"
-                    ".right > document.documentElement.clientWidth + 1).slice(-3).map(e => e.outerHTML"
-                    ".slice(0, 120))"
-                )
-                assert overflow <= 0, f"{name} at {width} px scrolls sideways by {overflow} px: {wide}"
+                # The last elements sticking out name the culprit when this fails.
+                wide = console.page.evaluate(WIDER_THAN_THE_PAGE)
+                where = f"{name} at {width} px"
+                assert overflow <= 0, f"{where} scrolls sideways by {overflow} px: {wide}"
                 if width == 1000 or name in ("workflows", "run", "editor"):
                     console.page.screenshot(path=str(folder / f"{name}-{scheme}{suffix}.png"))
             console.page.get_by_role("button", name="Log out").click()
