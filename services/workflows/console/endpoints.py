@@ -108,9 +108,17 @@ def _clear_cookie(response: Response) -> None:
     response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
 
 
+def _without_input(detail: Any) -> Any:
+    """Auth's 422 entries minus the rejected `input`: it may be the password just typed."""
+    if not isinstance(detail, list):
+        return detail
+    keep = ("loc", "msg", "type")
+    return [{k: v for k, v in e.items() if k in keep} if isinstance(e, dict) else e for e in detail]
+
+
 def _failure(exc: AuthRejected | AuthUnavailable) -> JSONResponse:
     if isinstance(exc, AuthRejected):
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        return JSONResponse({"detail": _without_input(exc.detail)}, status_code=exc.status)
     return JSONResponse({"detail": "the auth service is unavailable; try again"}, status_code=503)
 
 
@@ -126,6 +134,22 @@ async def log_in(
         return _failure(exc)
     tokens = page_tokens(pair)
     response = JSONResponse(tokens.model_dump())
+    _set_cookie(response, request, pair["refresh_token"], settings.refresh_token_ttl_seconds)
+    return response
+
+
+@session_router.post("/console/register", response_model=ConsoleTokens)
+async def register(
+    body: Login, request: Request, auth: AuthDep, settings: SettingsDep
+) -> ConsoleTokens | JSONResponse:
+    """Create an account with auth, then log in as for `POST /console/session`. Through this
+    origin for the same reason as login: the browser never talks to auth directly."""
+    try:
+        await auth.register(body.email, body.password)
+        pair = await auth.login(body.email, body.password)
+    except (AuthRejected, AuthUnavailable) as exc:
+        return _failure(exc)
+    response = JSONResponse(page_tokens(pair).model_dump())
     _set_cookie(response, request, pair["refresh_token"], settings.refresh_token_ttl_seconds)
     return response
 

@@ -58,7 +58,18 @@ class AuthClient:
         """A new token pair (the old refresh token is spent); AuthRejected when it is not valid."""
         return await self._post("/auth/refresh", {"refresh_token": refresh_token})
 
-    async def _post(self, path: str, body: dict[str, str]) -> dict[str, Any]:
+    async def register(self, email: str, password: str) -> None:
+        """Create the account; AuthRejected (422) names a weak password or a malformed email.
+
+        Auth answers a taken email like a new one (it does not tell who has an account): the
+        login that follows is what fails then, with auth's usual 401.
+        """
+        body = {"email": email, "password": password}
+        await self._post("/auth/register", body, expected=201, tokens=False)
+
+    async def _post(
+        self, path: str, body: dict[str, str], *, expected: int = 200, tokens: bool = True
+    ) -> dict[str, Any]:
         try:
             response = await self._http.post(self._base + path, json=body, timeout=AUTH_TIMEOUT_S)
         except httpx.HTTPError as exc:
@@ -69,10 +80,10 @@ class AuthClient:
             payload: Any = response.json()
         except ValueError:
             raise AuthUnavailable("auth answered something that is not JSON") from None
-        if response.status_code != 200:
+        if response.status_code != expected:
             detail = payload.get("detail") if isinstance(payload, dict) else None
             raise AuthRejected(response.status_code, detail or "rejected by the auth service")
-        if not isinstance(payload, dict) or "access_token" not in payload:
+        if not isinstance(payload, dict) or (tokens and "access_token" not in payload):
             raise AuthUnavailable("auth answered without tokens")
         return payload
 
