@@ -66,7 +66,8 @@ class TestGraphApi:
             "shipped": ["/echo/ship-o-0", "/echo/ship-o-1", "/echo/ship-o-2"],
             "crm": 200,
         }
-        assert crm["items"] is None and summary["items"] is None
+        assert crm["items"] is None
+        assert summary["items"] is None
         assert [(i["index"], i["status"]) for i in ship["items"]] == [
             (0, "succeeded"),
             (1, "succeeded"),
@@ -76,7 +77,8 @@ class TestGraphApi:
         assert first["output"]["body"]["path"] == "/echo/ship-o-0"
         assert '"n":0' in first["output"]["body"]["body"].replace(" ", "")
         assert first["error"] is None
-        assert first["started_at"] is not None and first["duration_ms"] is not None
+        assert first["started_at"] is not None
+        assert first["duration_ms"] is not None
 
     def test_unknown_ids_and_cycles_are_422_naming_the_nodes(
         self, user: ApiUser, echo: LocalServer

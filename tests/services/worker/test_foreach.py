@@ -107,7 +107,7 @@ class TestForEach:
         steps = await fetch_steps(db, str(run["id"]))
         assert [s["status"] for s in steps] == ["failed", "succeeded"]
         outputs = steps[0]["output"]
-        assert outputs[0]["status"] == 200 and outputs[2]["status"] == 200
+        assert [outputs[0]["status"], outputs[2]["status"]] == [200, 200]
         assert "404" in outputs[1]["error"]
         assert [i["status"] for i in await fetch_items(db, str(run["id"]))] == [
             "succeeded",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.services.worker.harness import (
@@ -16,6 +17,12 @@ from tests.services.worker.harness import (
     run_job,
     wait_run,
 )
+
+
+@pytest.fixture(scope="module")
+def shared_env(shared_env: dict[str, str]) -> dict[str, str]:
+    # Every delay parks: the park-in-a-branch test waits 1 s, not 5.
+    return {**shared_env, "AUTOMATEOS_WORKER_PARK_AFTER_SECONDS": "0"}
 
 
 def _slow(api: LocalApi, name: str, ms: int, **extra: Any) -> dict[str, Any]:
@@ -175,3 +182,40 @@ class TestSkips:
         assert steps["after_bad"]["error"] == "skipped: node 'bad' failed"
         assert api.hits_for("/after-bad/fail-branch") == []
         assert steps["slow"]["output"]["body"] == {"slept_ms": 300}
+
+
+class TestParkInAGraph:
+    async def test_a_branch_that_parks_parks_the_run_and_the_graph_goes_on_after(
+        self, db: AsyncEngine, queue: Queue, api: LocalApi
+    ) -> None:
+        nodes = [
+            {
+                "id": "notify",
+                "type": "http_request",
+                "after": [],
+                "params": {"method": "POST", "url": api.url("/notify/graph-park")},
+            },
+            {"id": "wait", "type": "delay", "after": [], "params": {"seconds": 1}},
+            {
+                "id": "done",
+                "type": "transform",
+                "after": ["notify", "wait"],
+                "params": {
+                    "values": {"waited": "{{ steps.wait }}", "sent": "{{ steps.notify.status }}"}
+                },
+            },
+        ]
+        workflow = await create_workflow(db, await create_user(db), nodes)
+        run_id = await queue.put(run_job(workflow))
+        await wait_run(db, run_id, ("waiting",))
+        run = await wait_run(db, run_id, timeout=20)
+        assert (run["status"], run["attempt"]) == ("succeeded", 2), run
+        steps = await fetch_steps(db, run_id)
+        assert _statuses(steps) == [
+            ("notify", "succeeded"),
+            ("wait", "succeeded"),
+            ("done", "succeeded"),
+        ]
+        assert steps[2]["output"] == {"waited": {"waited_s": 1}, "sent": 200}
+        # The branch that ran before the park was reused by the resumed delivery.
+        assert len(api.hits_for("/notify/graph-park")) == 1

@@ -7,7 +7,6 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,14 +29,19 @@ from tests.services.worker.harness import (
 from tests.services.worker.test_checkpoints import FAST_RECOVERY, _worker_pids_running
 
 
-@pytest.fixture
-def env(infra: Infra, tmp_path: Path) -> dict[str, str]:
-    return worker_env(infra.database_url, infra.redis_url, tmp_path / "data", **FAST_RECOVERY)
+# One worker for the module: its supervisor restarts the processes a test kills.
+@pytest.fixture(scope="module")
+def env(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    data = tmp_path_factory.mktemp("graph-crash-data")
+    return worker_env(infra.database_url, infra.redis_url, data, **FAST_RECOVERY)
 
 
-@pytest.fixture
-def two_processes(env: dict[str, str], tmp_path: Path) -> Iterator[ServiceProcess]:
-    service = start_worker(env, tmp_path / "logs", processes=2, concurrency=16)
+@pytest.fixture(scope="module")
+def two_processes(
+    env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    logs = tmp_path_factory.mktemp("graph-crash-logs")
+    service = start_worker(env, logs, processes=2, concurrency=16)
     yield service
     stop_process(service.proc, timeout=30)
 
