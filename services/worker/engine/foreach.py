@@ -40,7 +40,7 @@ ItemCheckpoint = Callable[[ItemRecord], Awaitable[bool]]
 @dataclass
 class ForEachOutcome:
     """The step's result, every item that started (in index order), and whether the run was
-    lost meanwhile (a checkpoint refused: cancelled or taken over)."""
+    lost meanwhile (cancelled, or a checkpoint refused: taken over)."""
 
     result: StepResult
     items: list[ItemRecord] = field(default_factory=list)
@@ -63,8 +63,12 @@ class ForEach:
         deadline: float,
         recorded: Mapping[int, RecordedItem],
         checkpoint: ItemCheckpoint,
+        cancelled: Callable[[], bool],
     ) -> ForEachOutcome:
-        """Run the node for each item into `record` (the step) and the item records."""
+        """Run the node for each item into `record` (the step) and the item records.
+
+        `cancelled` is asked before each item: a cancelled run starts no more items.
+        """
         started = time.perf_counter()
         listed = self._items(node, context)
         if isinstance(listed, str):
@@ -90,6 +94,9 @@ class ForEach:
 
         async def lane() -> None:
             while (index := batch.take()) is not None:
+                if cancelled():
+                    batch.lost = True
+                    return
                 await one(index)
 
         if spec is not None and spec.runs_inline:
@@ -100,6 +107,10 @@ class ForEach:
                 for _ in range(min(concurrency, len(listed))):
                     lanes.create_task(lane())
         result = batch.result(node)
+        if batch.lost:
+            done = sum(item is not None for item in batch.records)
+            stopped = f"stopped after {done} of {len(listed)} items: the run was cancelled"
+            result = StepResult(result.output, failure=stopped)
         record.status = FAILED if result.failure is not None else SUCCEEDED
         record.error = result.failure
         record.attempt = 1

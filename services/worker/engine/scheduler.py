@@ -226,6 +226,7 @@ class _GraphRun:
                 self.deadline,
                 self.resume.items.get(position, {}),
                 checkpoint_item,
+                self.hooks.cancelled,
             )
             ended = _Ended(record, each.result, each.items, each.lost)
         else:

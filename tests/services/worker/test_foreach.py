@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.queue import CANCEL_CHANNEL
 from tests.services.worker.harness import (
     LocalApi,
     Queue,
@@ -158,3 +160,41 @@ class TestForEach:
         items = await fetch_items(db, str(run["id"]))
         assert len(items) == 1000
         assert items[999]["output"] == {"id": "order-999", "at": 999}
+
+    async def test_a_cancelled_run_starts_no_more_items(
+        self, db: AsyncEngine, queue: Queue, api: LocalApi
+    ) -> None:
+        nodes = [
+            {
+                "id": "each",
+                "type": "http_request",
+                "for_each": "{{ range(40) | list }}",
+                "concurrency": 2,
+                "params": {"url": api.url("/slow/fe-cancel?ms=100&n={{ item }}")},
+            }
+        ]
+        workflow = await create_workflow(db, await create_user(db), nodes)
+        run_id = await queue.put(run_job(workflow))
+        for _ in range(200):
+            if len(api.hits_for("/slow/fe-cancel")) >= 4:
+                break
+            await asyncio.sleep(0.02)
+        # As the API cancels: the row first, then the notice to the workers.
+        async with db.begin() as conn:
+            await conn.execute(
+                text("UPDATE workflow_runs SET status = 'cancelled' WHERE id = :id"),
+                {"id": uuid.UUID(run_id)},
+            )
+        await queue.client.publish(CANCEL_CHANNEL, run_id)
+        steps: list[dict[str, Any]] = []
+        for _ in range(250):
+            steps = await fetch_steps(db, run_id)
+            if steps and steps[0]["status"] != "running":
+                break
+            await asyncio.sleep(0.02)
+        # The worker's record: the items in flight finished, no other started.
+        assert steps[0]["status"] == "failed"
+        assert steps[0]["error"].startswith("stopped after ")
+        assert steps[0]["error"].endswith(" of 40 items: the run was cancelled")
+        assert (await wait_run(db, run_id))["status"] == "cancelled"
+        assert len(api.hits_for("/slow/fe-cancel")) < 20
