@@ -21,8 +21,13 @@ from tests.services.worker.harness import (
 
 @pytest.fixture(scope="module")
 def shared_env(shared_env: dict[str, str]) -> dict[str, str]:
-    # Every delay parks: the park-in-a-branch test waits 1 s, not 5.
-    return {**shared_env, "AUTOMATEOS_WORKER_PARK_AFTER_SECONDS": "0"}
+    # Every delay parks: the park-in-a-branch test waits 1 s, not 5. Two nodes of a run at
+    # once (default 8), so the limit shows with four branches.
+    return {
+        **shared_env,
+        "AUTOMATEOS_WORKER_PARK_AFTER_SECONDS": "0",
+        "AUTOMATEOS_RUN_MAX_PARALLEL": "2",
+    }
 
 
 def _slow(api: LocalApi, name: str, ms: int, **extra: Any) -> dict[str, Any]:
@@ -67,6 +72,16 @@ class TestParallel:
         assert steps[3]["output"] == {"both": [1000, 1000]}
         crm, billing = steps[1]["started_at"], steps[2]["started_at"]
         assert abs((crm - billing).total_seconds()) < 0.3
+
+    async def test_at_most_run_max_parallel_nodes_of_a_run_at_once(
+        self, db: AsyncEngine, queue: Queue, api: LocalApi
+    ) -> None:
+        nodes = [{"id": f"b{n}", **_slow(api, "par-limit", 200, after=[])} for n in range(4)]
+        workflow = await create_workflow(db, await create_user(db), nodes)
+        run = await wait_run(db, await queue.put(run_job(workflow)))
+        assert run["status"] == "succeeded", run
+        assert api.peak["/slow/par-limit"] == 2
+        assert len(api.hits_for("/slow/par-limit")) == 4
 
     async def test_join_any_starts_after_the_first_branch_that_ran(
         self, db: AsyncEngine, queue: Queue, api: LocalApi
