@@ -116,6 +116,7 @@ class _GraphRun:
         self.park: ParkRequest | None = None
         # One statement at a time on the delivery's connection.
         self.writes = asyncio.Lock()
+        self.items_owned = True  # False once an item checkpoint was refused
 
     async def execute(self, deadline: float, resume: Resume) -> RunOutcome:
         self.resume = resume
@@ -212,10 +213,19 @@ class _GraphRun:
         if record.status == FAILED:
             return _Ended(record, StepResult(None, failure=record.error))
         if node.for_each is not None:
+            pending: list[ItemRecord] = []
 
             async def checkpoint_item(item: ItemRecord) -> bool:
+                # Group commit: items that end while a write is in flight go in the next one,
+                # and each returns once its own row is written.
+                pending.append(item)
                 async with self.writes:
-                    return await self.hooks.checkpoint_items(record, [item])
+                    if any(waiting is item for waiting in pending):
+                        batch = pending[:]
+                        pending.clear()
+                        written = await self.hooks.checkpoint_items(record, batch)
+                        self.items_owned = self.items_owned and written
+                    return self.items_owned
 
             each = await self.graph.foreach.run(
                 self.run,
