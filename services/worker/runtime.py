@@ -18,13 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.worker.config import WorkerSettings
 from services.worker.engine import NodeRunner, RunEngine, VersionCache
+from services.worker.engine.children import ChildRuns
 from services.worker.engine.credentials import CredentialVault
+from services.worker.engine.error_workflows import ErrorRuns
+from services.worker.engine.followups import Followups
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json
+from services.worker.engine.spawning import Spawner
 from services.worker.loop import EngineLoop
 from shared.db.engine import PromptlyClosed
 from shared.nodes import EgressPolicy, build_http_client, load_registry
-from shared.queue import RunJob
+from shared.queue import RunEnqueuer, RunJob
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -96,6 +100,11 @@ class WorkerRuntime:
         )
         self.registry = load_registry()
         self.http = build_http_client(EgressPolicy.from_env(settings.egress_allowlist))
+        spawner = Spawner(
+            self.redis,
+            RunEnqueuer(self.redis, settings.queue_name, settings.job_timeout_seconds),
+        )
+        children = ChildRuns(self.db, spawner)
         runner = NodeRunner(
             self.registry,
             self.http,
@@ -106,12 +115,14 @@ class WorkerRuntime:
             resume_key=settings.resolved_webhook_key(),
             park_after_s=worker_settings.park_after_seconds,
             credentials=CredentialVault(self.db, settings.keyring()),
+            children=children,
         )
         self.engine = RunEngine(
             self.db,
             runner,
             VersionCache(worker_settings.version_cache_size),
             Parking(self.redis, settings),
+            Followups(children, ErrorRuns(self.db, spawner)),
         )
         self.engine_loop.start()
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
+from services.worker.engine.children import ChildPark, ChildResult, ChildRuns, child_step_end
 from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.records import encode_json, record_payload
 from services.worker.engine.steps import (
@@ -106,6 +107,9 @@ class RunHooks(Protocol):
     async def take_callback(self) -> tuple[bool, Any]:
         """The resume URL's callback for a parked `wait_for_callback`: (arrived, body)."""
 
+    async def child_result(self, child_run_id: str) -> ChildResult | None:
+        """How the run's child run ended, or None while it has not (a `call_workflow` wait)."""
+
 
 class NodeRunner:
     """Executes runs' nodes; one per process, shared by every run in flight."""
@@ -122,6 +126,7 @@ class NodeRunner:
         resume_key: bytes = b"",
         park_after_s: float = 5.0,
         credentials: CredentialVault | None = None,
+        children: ChildRuns | None = None,
     ) -> None:
         self.registry = registry
         self.public_url = public_url
@@ -133,6 +138,7 @@ class NodeRunner:
             engine_loop=engine_loop,
             park_after_s=park_after_s,
             credentials=credentials,
+            children=children,
         )
 
     def context(self, run: RunIdentity, trigger: Mapping[str, Any]) -> dict[str, Any]:
@@ -262,8 +268,14 @@ class NodeRunner:
         if park.callback:
             shown["resume_url"] = context["run"]["resume_url"]
             shown["timeout_s"] = park.resume_in_s
+        state: dict[str, Any] = {
+            "callback": park.callback,
+            "timeout_s": park.resume_in_s,
+            "output": park.output,
+        }
+        if isinstance(park, ChildPark):
+            shown["child_run_id"] = state["child_run_id"] = park.child_run_id
         record.output = record_payload(shown, self.steps.payload_max_bytes)
-        state = {"callback": park.callback, "timeout_s": park.resume_in_s, "output": park.output}
         record.resume_output = orjson.Fragment(encode_json(state))
         return ParkRequest(position, resume_at, park)
 
@@ -295,7 +307,13 @@ class NodeRunner:
         """Finish the parked step this delivery resumes: the timer fired or the callback came."""
         spec = self.registry.get(node.type)
         parked = recorded.output if isinstance(recorded.output, dict) else {}
-        if parked.get("callback"):
+        if parked.get("child_run_id"):
+            ended = await hooks.child_result(parked["child_run_id"])
+            record.status, output, error = child_step_end(
+                parked["child_run_id"], parked.get("timeout_s", 0), ended
+            )
+            record.error = error
+        elif parked.get("callback"):
             arrived, body = await hooks.take_callback()
             if arrived:
                 record.status, output = SUCCEEDED, body

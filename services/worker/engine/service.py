@@ -23,6 +23,7 @@ from services.worker import metrics
 from services.worker.engine import repository
 from services.worker.engine.cancels import CancelWatch
 from services.worker.engine.delivery import DeliveryConnection, DeliveryHooks
+from services.worker.engine.followups import Followups
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json, redact
 from services.worker.engine.runner import (
@@ -98,6 +99,14 @@ def _recorded(row: dict[str, Any]) -> RecordedStep:
     return RecordedStep(record, row["resume_output"])
 
 
+def _failed_step(outcome: RunOutcome) -> str | None:
+    # The node whose failure ended the run (an error workflow's trigger names it).
+    if outcome.status != FAILED:
+        return None
+    failed = [step.node_id for step in outcome.steps if step.status == FAILED]
+    return failed[-1] if failed else None
+
+
 class RunEngine:
     """Executes run jobs against one database engine, node runner and version cache."""
 
@@ -107,11 +116,13 @@ class RunEngine:
         runner: NodeRunner,
         versions: VersionCache,
         parking: Parking,
+        followups: Followups | None = None,
     ) -> None:
         self.db = db
         self.runner = runner
         self.versions = versions
         self.parking = parking
+        self.followups = followups
         self.cancels = CancelWatch(parking.client)
 
     async def execute(self, job: RunJob, *, job_timeout_s: float) -> str:
@@ -159,6 +170,8 @@ class RunEngine:
         if resume_step is None:
             attempt = await self._claim(job, db, run_id, workflow_id, started_at, ids)
             if isinstance(attempt, str):
+                if attempt == "already-finished" and self.followups is not None:
+                    await self.followups.after_redelivery(job)
                 return attempt
             if attempt == 1 and received_at is not None:
                 metrics.QUEUE_WAIT.observe(max(0.0, (started_at - received_at).total_seconds()))
@@ -176,7 +189,8 @@ class RunEngine:
 
         version = await self._version(db, job["workflow_id"], workflow_id, job["workflow_version"])
         resume = Resume()
-        if attempt > 1:
+        # A replay's first delivery reuses the steps copied from the run it replays.
+        if attempt > 1 or job.get("replay_of"):
             rows = await db.run(
                 "load the recorded steps",
                 _START_TRIES,
@@ -191,12 +205,18 @@ class RunEngine:
             # Its nodes will wait: leave the connection to runs that have statements to send.
             await db.close()
         hooks = DeliveryHooks(
-            db, self.parking, flag, run_id=run_id, attempt=attempt, hold_connection=hold
+            db,
+            self.parking,
+            flag,
+            run_id=run_id,
+            attempt=attempt,
+            hold_connection=hold,
+            children=self.followups.children if self.followups else None,
         )
         if version.error is not None:
             outcome = RunOutcome(FAILED, version.error, [])
         else:
-            identity = RunIdentity(job["run_id"], job["workflow_id"], attempt)
+            identity = RunIdentity(job["run_id"], job["workflow_id"], attempt, job["owner_id"])
             try:
                 outcome = await self.runner.run(
                     identity, trigger, version.nodes, deadline, hooks, resume
@@ -209,7 +229,10 @@ class RunEngine:
             span.set_status(StatusCode.ERROR, outcome.error)
         if outcome.status == WAITING and outcome.park is not None:
             return await self._park(job, db, run_id, attempt, outcome, ids)
-        return await self._finish(db, run_id, attempt, outcome, clock, ids)
+        result = await self._finish(db, run_id, attempt, outcome, clock, ids)
+        if self.followups is not None and result == outcome.status:
+            await self.followups.after_end(job, result)
+        return result
 
     async def _claim(
         self,
@@ -287,6 +310,8 @@ class RunEngine:
         # run still running under this delivery and do nothing. A crash in between leaves a
         # waiting run without a continuation; the recovery sweep schedules it again.
         await self.parking.schedule(job, park.position, park.resume_at, callback=park.park.callback)
+        if self.followups is not None:
+            await self.followups.after_park(job, park.position, park.park)
         reason = "callback" if park.park.callback else "timer"
         metrics.RUNS_PARKED.labels(reason).inc()
         log.info(
@@ -320,6 +345,7 @@ class RunEngine:
                 finished_at=datetime.now(UTC),
                 duration_ms=int(elapsed * 1000),
                 steps=steps,
+                failed_step=_failed_step(outcome),
             ),
         )
         if not applied:
