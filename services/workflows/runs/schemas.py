@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
 
@@ -21,6 +21,8 @@ class StepOut(BaseModel):
     started_at: datetime | None
     duration_ms: int | None
     attempt: int
+    # A `call_workflow` step: the child run it started.
+    child_run_id: uuid.UUID | None = None
 
 
 class RunSummary(BaseModel):
@@ -40,6 +42,10 @@ class RunSummary(BaseModel):
     duration_ms: int | None
     # A parked run (status `waiting`) resumes then, or earlier on its callback.
     resume_at: datetime | None = None
+    # A child run: the run whose `call_workflow` step started it.
+    parent_run_id: uuid.UUID | None = None
+    # A replay: the run it replayed.
+    replay_of: uuid.UUID | None = None
 
 
 class RunOut(RunSummary):
@@ -54,3 +60,12 @@ class RunPage(BaseModel):
 
 class RunAccepted(BaseModel):
     run_id: uuid.UUID
+
+
+class ReplayIn(BaseModel):
+    """`POST /runs/{id}/replay`: run again, reusing the recorded steps before `from_step`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_step: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    version: Literal["original", "current"] = "original"
