@@ -84,6 +84,7 @@ class TestReplay:
         tag = secrets.token_hex(4)
         workflow = create_workflow(user, _effects(echo, tag))
         status, accepted = _post(user, f"/workflows/{workflow['id']}/run", {"n": 1})
+        assert status == 202
         original = wait_for_run(user, accepted["run_id"])
         assert original["status"] == "succeeded"
         changed = _effects(echo, tag)

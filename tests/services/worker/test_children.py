@@ -171,4 +171,5 @@ class TestErrorWorkflowExactlyOnce:
         await asyncio.sleep(0.5)
         assert len(await _error_runs(db, job["run_id"])) == 1
         run = await fetch_run(db, job["run_id"])
-        assert run is not None and run["status"] == "failed"
+        assert run is not None
+        assert run["status"] == "failed"
