@@ -44,8 +44,13 @@ class CallWorkflowParams(BaseModel):
     ] = 24 * 3600
 
 
-def run(ctx: NodeContext, params: CallWorkflowParams) -> CallWorkflow:
-    """Ask the engine to start the child run (and, with `wait`, to park until it ends)."""
+async def run(ctx: NodeContext, params: CallWorkflowParams) -> CallWorkflow:
+    """Ask the engine to start the child run (and, with `wait`, to park until it ends).
+
+    Async although it awaits nothing: the engine then treats the step as one that waits (it
+    does, on the database), so the run gives its pooled connection back before its nodes run
+    rather than holding it while starting the child needs another.
+    """
     return CallWorkflow(
         workflow=params.workflow, body=params.input, wait=params.wait, timeout_s=params.timeout_s
     )

@@ -296,6 +296,7 @@ class TestRunDetail:
             "started_at",
             "duration_ms",
             "attempt",
+            "child_run_id",
         }
 
     @pytest.mark.parametrize("run_id", [str(uuid7()), "not-a-uuid"])
