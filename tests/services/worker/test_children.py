@@ -173,3 +173,54 @@ class TestErrorWorkflowExactlyOnce:
         run = await fetch_run(db, job["run_id"])
         assert run is not None
         assert run["status"] == "failed"
+
+
+class TestChildExactlyOnce:
+    async def test_redelivered_parent_jobs_start_one_child(
+        self, db: AsyncEngine, queue: Queue, infra: Infra, api: LocalApi
+    ) -> None:
+        owner = await create_user(db)
+        path = f"/child-effect/{uuid.uuid4().hex[:8]}"
+        child = await create_workflow(
+            db,
+            owner,
+            [
+                {
+                    "id": "effect",
+                    "type": "http_request",
+                    "params": {"method": "POST", "url": api.url(path)},
+                }
+            ],
+        )
+        parent = await create_workflow(
+            db,
+            owner,
+            [
+                {
+                    "id": "fire",
+                    "type": "call_workflow",
+                    "params": {"workflow": str(child.id), "wait": False},
+                }
+            ],
+        )
+        job = run_job(parent)
+        # The same job delivered again while (or after) the first delivery runs: a worker
+        # death makes RQ do exactly this.
+        for _ in range(3):
+            await queue.put(job)
+        run = await wait_run(db, job["run_id"])
+        assert run["status"] == "succeeded", run
+        for _ in range(3):
+            await wait_job_gone(infra.redis_url, job["run_id"])
+        async with db.connect() as conn:
+            children = (
+                await conn.execute(
+                    text("SELECT id FROM workflow_runs WHERE parent_run_id = :id"),
+                    {"id": uuid.UUID(job["run_id"])},
+                )
+            ).all()
+        assert len(children) == 1
+        child_run = await wait_run(db, str(children[0].id))
+        assert child_run["status"] == "succeeded"
+        await asyncio.sleep(0.5)
+        assert len(api.hits_for(path)) == 1
