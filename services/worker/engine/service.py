@@ -171,6 +171,8 @@ class RunEngine:
             attempt = await self._claim(job, db, run_id, workflow_id, started_at, ids)
             if isinstance(attempt, str):
                 if attempt == "already-finished" and self.followups is not None:
+                    # Follow-ups check out connections of their own: hold none meanwhile.
+                    await db.close()
                     await self.followups.after_redelivery(job)
                 return attempt
             if attempt == 1 and received_at is not None:
@@ -231,6 +233,7 @@ class RunEngine:
             return await self._park(job, db, run_id, attempt, outcome, ids)
         result = await self._finish(db, run_id, attempt, outcome, clock, ids)
         if self.followups is not None and result == outcome.status:
+            await db.close()
             await self.followups.after_end(job, result)
         return result
 
@@ -311,6 +314,7 @@ class RunEngine:
         # waiting run without a continuation; the recovery sweep schedules it again.
         await self.parking.schedule(job, park.position, park.resume_at, callback=park.park.callback)
         if self.followups is not None:
+            await db.close()
             await self.followups.after_park(job, park.position, park.park)
         reason = "callback" if park.park.callback else "timer"
         metrics.RUNS_PARKED.labels(reason).inc()
