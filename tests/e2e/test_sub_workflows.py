@@ -156,6 +156,33 @@ class TestCallWorkflow:
         assert never["status"] == "skipped"
         assert _get(user, call["child_run_id"])["status"] == "failed"
 
+    def test_a_cancelled_parked_child_fails_the_waiting_step(self, user: ApiUser) -> None:
+        child = _named(
+            user,
+            f"slow-{secrets.token_hex(4)}",
+            # Past the worker's 5 s park threshold: the child parks too.
+            [{"id": "pause", "type": "delay", "params": {"seconds": 6}}],
+        )
+        parent = create_workflow(
+            user, [{"id": "call", "type": "call_workflow", "params": {"workflow": child["id"]}}]
+        )
+        run_id = _run(user, parent)
+        end = time.monotonic() + 15
+        child_run_id = None
+        while time.monotonic() < end:
+            step = (_get(user, run_id)["steps"] or [{}])[0]
+            child_run_id = step.get("child_run_id")
+            if child_run_id and _get(user, child_run_id)["status"] == "waiting":
+                break
+            time.sleep(0.1)
+        assert child_run_id is not None
+        with user.client("workflows") as api:
+            assert api.post(f"/runs/{child_run_id}/cancel").status_code == 200
+        run = wait_for_run(user, run_id, deadline_s=20)
+        assert run["status"] == "failed", run
+        assert run["steps"][0]["output"]["status"] == "cancelled"
+        assert f"child run {child_run_id} cancelled" in run["steps"][0]["error"]
+
     def test_nesting_deeper_than_ten_is_a_step_error(self, user: ApiUser) -> None:
         name = f"recurse-{secrets.token_hex(4)}"
         recurse = _named(

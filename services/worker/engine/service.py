@@ -185,6 +185,10 @@ class RunEngine:
             )
             if resumed is None:
                 log.info("parked run no longer waits there; continuation ignored", extra=ids)
+                if self.followups is not None:
+                    # Cancelled while parked: a parent waiting for it learns so now.
+                    await db.close()
+                    await self.followups.after_redelivery(job)
                 return "not-waiting"
             attempt = resumed
         span.set_attribute(RUN_ATTEMPT, attempt)
