@@ -61,6 +61,11 @@ class RunJob(TypedDict):
     resume_step: NotRequired[int]
     # Set on a scheduled run: when its tick was due (ISO 8601), `trigger.scheduled_at` too.
     scheduled_at: NotRequired[str]
+    # Set on a `call_workflow` child run: the parent run and its step that may wait for it.
+    parent_run_id: NotRequired[str]
+    parent_step: NotRequired[int]
+    # Set on a replay: the run whose recorded steps the new run reuses.
+    replay_of: NotRequired[str]
 
 
 def queue_key(queue_name: str) -> str:

@@ -18,14 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.worker.config import WorkerSettings
 from services.worker.engine import NodeRunner, RunEngine, VersionCache
+from services.worker.engine.children import ChildRuns
 from services.worker.engine.credentials import CredentialVault
+from services.worker.engine.error_workflows import ErrorRuns
 from services.worker.engine.fairness import FairRenderer
+from services.worker.engine.followups import Followups
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json
+from services.worker.engine.spawning import Spawner
 from services.worker.loop import EngineLoop
 from shared.db.engine import PromptlyClosed
 from shared.nodes import EgressPolicy, build_http_client, load_registry
-from shared.queue import RunJob
+from shared.queue import RunEnqueuer, RunJob
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,6 +105,11 @@ class WorkerRuntime:
             slice_s=worker_settings.render_slice_ms / 1000,
             processes=worker_settings.render_processes,
         )
+        spawner = Spawner(
+            self.redis,
+            RunEnqueuer(self.redis, settings.queue_name, settings.job_timeout_seconds),
+        )
+        children = ChildRuns(self.db, spawner)
         runner = NodeRunner(
             self.registry,
             self.http,
@@ -113,12 +122,14 @@ class WorkerRuntime:
             credentials=CredentialVault(self.db, settings.keyring()),
             renderer=self.renderer,
             cpu_budget_s=worker_settings.run_cpu_budget_seconds,
+            children=children,
         )
         self.engine = RunEngine(
             self.db,
             runner,
             VersionCache(worker_settings.version_cache_size),
             Parking(self.redis, settings),
+            Followups(children, ErrorRuns(self.db, spawner)),
             run_max_parallel=settings.run_max_parallel,
         )
         self.engine_loop.start()

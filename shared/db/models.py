@@ -92,6 +92,8 @@ class Workflow(SQLModel, table=True):
     next_run_at: datetime | None = _ts(default=None)
     # Per-workflow overrides of run retention: {"days", "max_runs", "keep_details"}.
     retention: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    # The workflow (id or name, as given) whose run starts when a run of this one fails.
+    on_error: str | None = Field(default=None, max_length=200)
 
 
 class Credential(SQLModel, table=True):
@@ -140,6 +142,12 @@ class WorkflowRun(SQLModel, table=True):
             "resume_at",
             postgresql_where=text("status = 'waiting'"),
         ),
+        # A parent's `call_workflow` steps show their child runs.
+        Index(
+            "ix_workflow_runs_parent_run_id",
+            "parent_run_id",
+            postgresql_where=text("parent_run_id IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(primary_key=True)
@@ -160,6 +168,16 @@ class WorkflowRun(SQLModel, table=True):
     # redelivered continuation can take its run back; a first delivery never takes it then).
     resume_at: datetime | None = _ts(default=None)
     waiting_step: int | None = None
+    # A `call_workflow` child: its parent run, the parent's step that started it, and how
+    # deeply it is nested (0 for a run nobody called).
+    parent_run_id: uuid.UUID | None = None
+    parent_step: int | None = None
+    depth: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})
+    # An error workflow's run (and its children): the failed run it handles. Such runs never
+    # start another error workflow.
+    error_of: uuid.UUID | None = None
+    # A replay: the run whose recorded steps it reused.
+    replay_of: uuid.UUID | None = None
 
 
 class RunStep(SQLModel, table=True):

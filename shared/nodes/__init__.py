@@ -4,6 +4,7 @@ Node files and services import from here; the submodules are free to change behi
 """
 
 from shared.nodes.contract import (
+    CallWorkflow,
     Halt,
     NodeContext,
     NodeDefinition,
@@ -20,6 +21,7 @@ from shared.nodes.templating import TemplateError, check_syntax, is_template, re
 from shared.nodes.validation import Issue, issues_to_detail, validate_nodes
 
 __all__ = [
+    "CallWorkflow",
     "EgressDenied",
     "EgressPolicy",
     "Halt",

@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "CallWorkflow",
     "Halt",
     "NodeContext",
     "NodeDefinition",
@@ -138,6 +139,23 @@ class Park:
     resume_in_s: float
     output: Any = None
     callback: bool = False
+
+
+@dataclass(frozen=True)
+class CallWorkflow:
+    """Returned by a node to start a run of another workflow of the same user (a child run).
+
+    `workflow` is that workflow's id or name, `body` the child's `trigger.body`. With `wait`,
+    the run parks (holding no worker slot) until the child ends or `timeout_s` passes, and the
+    step's output is `{"run_id", "status", "output"}` (a failed child fails the step); without,
+    the output is `{"run_id"}` at once. The engine starts each step's child once, whatever
+    happens to the worker.
+    """
+
+    workflow: str
+    body: Any = None
+    wait: bool = True
+    timeout_s: float = 24 * 3600
 
 
 class NodeError(Exception):

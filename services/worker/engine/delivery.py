@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.worker.engine import items, repository
 from services.worker.engine.cancels import CancelFlag
+from services.worker.engine.children import ChildResult, ChildRuns
 from services.worker.engine.parking import Parking
 from services.worker.engine.steps import StepRecord
 
@@ -92,6 +93,7 @@ class DeliveryHooks:
         run_id: uuid.UUID,
         attempt: int,
         hold_connection: bool,
+        children: ChildRuns | None = None,
     ) -> None:
         self.db = db
         self.parking = parking
@@ -99,6 +101,7 @@ class DeliveryHooks:
         self.run_id = run_id
         self.attempt = attempt
         self.hold_connection = hold_connection
+        self.children = children
         self.stopped = False
 
     def cancelled(self) -> bool:
@@ -138,3 +141,9 @@ class DeliveryHooks:
     async def take_callback(self) -> tuple[bool, Any]:
         """The callback POSTed to the run's resume URL, if one came."""
         return await self.parking.take_callback(str(self.run_id))
+
+    async def child_result(self, child_run_id: str) -> ChildResult | None:
+        """How the run's child ended (None while it has not, or with no children here)."""
+        if self.children is None:
+            return None
+        return await self.children.result(str(self.run_id), child_run_id)

@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.worker.engine.error_workflows import ERROR_RUN_INSERT
 from services.worker.engine.records import encode_json
 from services.worker.engine.repository import UPSERT_STEPS, runs
 
@@ -98,11 +99,14 @@ _FINISH_WITH_ITEMS = text(
             error = CASE WHEN status = 'cancelled' THEN error ELSE :error END,
             finished_at = :finished_at, duration_ms = :duration_ms, resume_at = NULL
         WHERE id = :run_id AND attempt = :attempt AND status IN ('running', 'cancelled')
-        RETURNING id
-    ), upserted AS ({UPSERT_STEPS}), items AS ({_UPSERT_ITEMS})
+        RETURNING id, workflow_id, status, error, attempt, error_of
+    ), upserted AS ({UPSERT_STEPS}), items AS ({_UPSERT_ITEMS}),
+    errored AS ({ERROR_RUN_INSERT})
     SELECT count(*) FROM run
     """  # noqa: S608
-).bindparams(bindparam("run_id", type_=runs.c.id.type))
+).bindparams(
+    bindparam("run_id", type_=runs.c.id.type), bindparam("error_run_id", type_=runs.c.id.type)
+)
 
 
 async def checkpoint_items(

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.worker.engine.error_workflows import ERROR_RUN_INSERT, error_run_id
 from shared.db.models import metadata
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -136,6 +137,8 @@ _RECORDED_STEPS = text(
 # A run cancelled while this delivery ran stays `cancelled` (with its error), but gets the
 # steps this delivery executed. Every position of the version is written (an earlier
 # delivery's rows are overwritten), and the resume copies of outputs go with the rewrite.
+# A failed run of a workflow with `on_error` also gets its error workflow's run, in the same
+# statement (error_workflows.py).
 _FINISH = text(
     f"""
     WITH run AS (
@@ -144,11 +147,13 @@ _FINISH = text(
             error = CASE WHEN status = 'cancelled' THEN error ELSE :error END,
             finished_at = :finished_at, duration_ms = :duration_ms, resume_at = NULL
         WHERE id = :run_id AND attempt = :attempt AND status IN ('running', 'cancelled')
-        RETURNING id
-    ), upserted AS ({_UPSERT_STEPS})
+        RETURNING id, workflow_id, status, error, attempt, error_of
+    ), upserted AS ({_UPSERT_STEPS}), errored AS ({ERROR_RUN_INSERT})
     SELECT count(*) FROM run
     """  # noqa: S608
-).bindparams(bindparam("run_id", type_=runs.c.id.type))
+).bindparams(
+    bindparam("run_id", type_=runs.c.id.type), bindparam("error_run_id", type_=runs.c.id.type)
+)
 
 
 @dataclass(frozen=True)
@@ -306,8 +311,7 @@ async def load_nodes(
     return None if nodes is None else list(nodes)
 
 
-async def finish_run(
-    conn: AsyncConnection,
+def finish_values(
     *,
     run_id: uuid.UUID,
     attempt: int,
@@ -316,24 +320,32 @@ async def finish_run(
     finished_at: datetime,
     duration_ms: int,
     steps: list[dict[str, Any]],
-) -> bool:
+    failed_step: str | None = None,
+) -> dict[str, Any]:
+    """The bind parameters of the run's final write (here and in items.py)."""
+    return {
+        "run_id": run_id,
+        "attempt": attempt,
+        "status": status,
+        "error": error,
+        "finished_at": finished_at,
+        "duration_ms": duration_ms,
+        "steps": orjson.dumps(steps).decode(),
+        # Derived only for a failure: the hash is not paid by every run.
+        "error_run_id": error_run_id(run_id) if status == "failed" else None,
+        "failed_step": failed_step,
+    }
+
+
+async def finish_run(conn: AsyncConnection, values: dict[str, Any]) -> bool:
     """Write the steps and the run's final status in one statement (one round trip).
 
-    Applies only while the run is still `running` under this `attempt`: when a later delivery
-    of the same job took the run over, this one's record is discarded and False returned.
+    `values` come from `finish_values`. Applies only while the run is still `running` under
+    this `attempt`: when a later delivery of the same job took the run over, this one's record
+    is discarded and False returned. A failed run's error workflow run (if it names one) is
+    inserted too, `failed_step` in its trigger.
     """
-    applied = await conn.scalar(
-        _FINISH,
-        {
-            "run_id": run_id,
-            "attempt": attempt,
-            "status": status,
-            "error": error,
-            "finished_at": finished_at,
-            "duration_ms": duration_ms,
-            "steps": orjson.dumps(steps).decode(),
-        },
-    )
+    applied = await conn.scalar(_FINISH, values)
     return bool(applied)
 
 

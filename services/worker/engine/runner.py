@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
+from services.worker.engine.children import ChildPark, ChildResult, ChildRuns, child_step_end
 from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.fairness import FairRenderer
 from services.worker.engine.items import RecordedItem
@@ -112,6 +113,9 @@ class RunHooks(Protocol):
     async def take_callback(self) -> tuple[bool, Any]:
         """The resume URL's callback for a parked `wait_for_callback`: (arrived, body)."""
 
+    async def child_result(self, child_run_id: str) -> ChildResult | None:
+        """How the run's child run ended, or None while it has not (a `call_workflow` wait)."""
+
 
 class NodeRunner:
     """Executes runs' nodes; one per process, shared by every run in flight."""
@@ -130,6 +134,7 @@ class NodeRunner:
         credentials: CredentialVault | None = None,
         renderer: FairRenderer | None = None,
         cpu_budget_s: float = 30.0,
+        children: ChildRuns | None = None,
     ) -> None:
         self.registry = registry
         # Each delivery's CPU budget (engine/fairness.py), opened by the engine around `run`.
@@ -144,6 +149,7 @@ class NodeRunner:
             park_after_s=park_after_s,
             credentials=credentials,
             renderer=renderer,
+            children=children,
         )
 
     def context(self, run: RunIdentity, trigger: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,8 +279,14 @@ class NodeRunner:
         if park.callback:
             shown["resume_url"] = context["run"]["resume_url"]
             shown["timeout_s"] = park.resume_in_s
+        state: dict[str, Any] = {
+            "callback": park.callback,
+            "timeout_s": park.resume_in_s,
+            "output": park.output,
+        }
+        if isinstance(park, ChildPark):
+            shown["child_run_id"] = state["child_run_id"] = park.child_run_id
         record.output = record_payload(shown, self.steps.payload_max_bytes)
-        state = {"callback": park.callback, "timeout_s": park.resume_in_s, "output": park.output}
         record.resume_output = orjson.Fragment(encode_json(state))
         return ParkRequest(position, resume_at, park)
 
@@ -306,7 +318,13 @@ class NodeRunner:
         """Finish the parked step this delivery resumes: the timer fired or the callback came."""
         spec = self.registry.get(node.type)
         parked = recorded.output if isinstance(recorded.output, dict) else {}
-        if parked.get("callback"):
+        if parked.get("child_run_id"):
+            ended = await hooks.child_result(parked["child_run_id"])
+            record.status, output, error = child_step_end(
+                parked["child_run_id"], parked.get("timeout_s", 0), ended
+            )
+            record.error = error
+        elif parked.get("callback"):
             arrived, body = await hooks.take_callback()
             if arrived:
                 record.status, output = SUCCEEDED, body

@@ -24,6 +24,7 @@ from services.worker.engine import items, repository
 from services.worker.engine.cancels import CancelWatch
 from services.worker.engine.delivery import DeliveryConnection, DeliveryHooks
 from services.worker.engine.fairness import run_cpu
+from services.worker.engine.followups import Followups
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json, redact
 from services.worker.engine.runner import (
@@ -100,6 +101,14 @@ def _recorded(row: dict[str, Any]) -> RecordedStep:
     return RecordedStep(record, row["resume_output"])
 
 
+def _failed_step(outcome: RunOutcome) -> str | None:
+    # The node whose failure ended the run (an error workflow's trigger names it).
+    if outcome.status != FAILED:
+        return None
+    failed = [step.node_id for step in outcome.steps if step.status == FAILED]
+    return failed[-1] if failed else None
+
+
 class RunEngine:
     """Executes run jobs against one database engine, node runner and version cache."""
 
@@ -109,6 +118,7 @@ class RunEngine:
         runner: NodeRunner,
         versions: VersionCache,
         parking: Parking,
+        followups: Followups | None = None,
         *,
         run_max_parallel: int = DEFAULT_MAX_PARALLEL,
     ) -> None:
@@ -117,6 +127,7 @@ class RunEngine:
         self.graph = GraphRunner(runner, max_parallel=run_max_parallel)
         self.versions = versions
         self.parking = parking
+        self.followups = followups
         self.cancels = CancelWatch(parking.client)
 
     async def execute(self, job: RunJob, *, job_timeout_s: float) -> str:
@@ -165,6 +176,10 @@ class RunEngine:
         if resume_step is None:
             attempt = await self._claim(job, db, run_id, workflow_id, started_at, ids)
             if isinstance(attempt, str):
+                if attempt == "already-finished" and self.followups is not None:
+                    # Follow-ups check out connections of their own: hold none meanwhile.
+                    await db.close()
+                    await self.followups.after_redelivery(job)
                 return attempt
             if attempt == 1 and received_at is not None:
                 metrics.QUEUE_WAIT.observe(max(0.0, (started_at - received_at).total_seconds()))
@@ -176,13 +191,18 @@ class RunEngine:
             )
             if resumed is None:
                 log.info("parked run no longer waits there; continuation ignored", extra=ids)
+                if self.followups is not None:
+                    # Cancelled while parked: a parent waiting for it learns so now.
+                    await db.close()
+                    await self.followups.after_redelivery(job)
                 return "not-waiting"
             attempt = resumed
         span.set_attribute(RUN_ATTEMPT, attempt)
 
         version = await self._version(db, job["workflow_id"], workflow_id, job["workflow_version"])
         resume = Resume()
-        if attempt > 1:
+        # A replay's first delivery reuses the steps copied from the run it replays.
+        if attempt > 1 or job.get("replay_of"):
             rows = await db.run(
                 "load the recorded steps",
                 _START_TRIES,
@@ -203,12 +223,18 @@ class RunEngine:
             # Its nodes will wait: leave the connection to runs that have statements to send.
             await db.close()
         hooks = DeliveryHooks(
-            db, self.parking, flag, run_id=run_id, attempt=attempt, hold_connection=hold
+            db,
+            self.parking,
+            flag,
+            run_id=run_id,
+            attempt=attempt,
+            hold_connection=hold,
+            children=self.followups.children if self.followups else None,
         )
         if version.error is not None:
             outcome = RunOutcome(FAILED, version.error, [])
         else:
-            identity = RunIdentity(job["run_id"], job["workflow_id"], attempt)
+            identity = RunIdentity(job["run_id"], job["workflow_id"], attempt, job["owner_id"])
             try:
                 if version.plan is None:
                     outcome = await self.runner.run(
@@ -226,7 +252,11 @@ class RunEngine:
             span.set_status(StatusCode.ERROR, outcome.error)
         if outcome.status == WAITING and outcome.park is not None:
             return await self._park(job, db, run_id, attempt, outcome, ids)
-        return await self._finish(db, run_id, attempt, outcome, clock, ids)
+        result = await self._finish(db, run_id, attempt, outcome, clock, ids)
+        if self.followups is not None and result == outcome.status:
+            await db.close()
+            await self.followups.after_end(job, result)
+        return result
 
     async def _claim(
         self,
@@ -304,6 +334,9 @@ class RunEngine:
         # run still running under this delivery and do nothing. A crash in between leaves a
         # waiting run without a continuation; the recovery sweep schedules it again.
         await self.parking.schedule(job, park.position, park.resume_at, callback=park.park.callback)
+        if self.followups is not None:
+            await db.close()
+            await self.followups.after_park(job, park.position, park.park)
         reason = "callback" if park.park.callback else "timer"
         metrics.RUNS_PARKED.labels(reason).inc()
         log.info(
@@ -325,16 +358,17 @@ class RunEngine:
     ) -> str:
         elapsed = time.perf_counter() - clock
         steps = [step.as_row() for step in outcome.steps]
+        values = repository.finish_values(
+            run_id=run_id,
+            attempt=attempt,
+            status=outcome.status,
+            error=outcome.error,
+            finished_at=datetime.now(UTC),
+            duration_ms=int(elapsed * 1000),
+            steps=steps,
+            failed_step=_failed_step(outcome),
+        )
         if outcome.item_rows:
-            values = {
-                "run_id": run_id,
-                "attempt": attempt,
-                "status": outcome.status,
-                "error": outcome.error,
-                "finished_at": datetime.now(UTC),
-                "duration_ms": int(elapsed * 1000),
-                "steps": orjson.dumps(steps).decode(),
-            }
             applied = await db.run(
                 "record the run",
                 _FINISH_TRIES,
@@ -342,18 +376,7 @@ class RunEngine:
             )
         else:
             applied = await db.run(
-                "record the run",
-                _FINISH_TRIES,
-                lambda conn: repository.finish_run(
-                    conn,
-                    run_id=run_id,
-                    attempt=attempt,
-                    status=outcome.status,
-                    error=outcome.error,
-                    finished_at=datetime.now(UTC),
-                    duration_ms=int(elapsed * 1000),
-                    steps=steps,
-                ),
+                "record the run", _FINISH_TRIES, lambda conn: repository.finish_run(conn, values)
             )
         if not applied:
             log.warning(

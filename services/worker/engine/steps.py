@@ -23,11 +23,13 @@ from opentelemetry.trace import Span, StatusCode, get_current_span
 from pydantic import ValidationError
 
 from services.worker import metrics
+from services.worker.engine.children import ChildPark, ChildRefused, ChildRuns
 from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.fairness import FairRenderer, current_run_cpu
 from services.worker.engine.records import encode_json, record_payload, redact
 from services.worker.loop import EngineLoop
 from shared.nodes import (
+    CallWorkflow,
     Halt,
     NodeContext,
     NodeDefinition,
@@ -90,6 +92,8 @@ class RunIdentity:
     run_id: str
     workflow_id: str
     attempt: int
+    # Whose run it is: what a `call_workflow` step may call is looked up among their workflows.
+    owner_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,11 +135,13 @@ class StepExecutor:
         park_after_s: float,
         credentials: CredentialVault | None = None,
         renderer: FairRenderer | None = None,
+        children: ChildRuns | None = None,
         jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self.http = http
         self.credentials = credentials or CredentialVault()
         self.renderer = renderer or FairRenderer()
+        self.children = children
         self.payload_max_bytes = payload_max_bytes
         self.max_retry_wait_s = max_retry_wait_s
         self.engine_loop = engine_loop
@@ -283,6 +289,8 @@ class StepExecutor:
                     return StepResult(result.output, halted=result.reason)
                 if isinstance(result, Park):
                     return StepResult(result.output, park=result)
+                if isinstance(result, CallWorkflow):
+                    return await self._start_child(run, record, context, result)
                 return StepResult(result)
 
             if not error.retryable or tries > max_retries:
@@ -301,6 +309,24 @@ class StepExecutor:
                 extra=_log_ids(run, node),
             )
             await asyncio.sleep(wait)
+
+    async def _start_child(
+        self, run: RunIdentity, record: StepRecord, context: dict[str, Any], call: CallWorkflow
+    ) -> StepResult:
+        """Start the step's child run; with `wait`, park until it ends (children.py)."""
+        if self.children is None:
+            raise StepFailed("this engine cannot start child runs")
+        try:
+            child_run_id = await self.children.start(
+                run.run_id, run.owner_id, record.position, call, context.get("item_index")
+            )
+        except ChildRefused as exc:
+            raise StepFailed(exc.message) from exc
+        if not call.wait:
+            return StepResult({"run_id": child_run_id})
+        return StepResult(
+            None, park=ChildPark(resume_in_s=call.timeout_s, child_run_id=child_run_id)
+        )
 
     async def _call(self, spec: NodeSpec[Any], ctx: NodeContext, params: Any, node_id: str) -> Any:
         if spec.runs_in_thread:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,9 +24,9 @@ from services.workflows.deps import (
     SettingsDep,
     WorkflowId,
 )
-from services.workflows.runs import service
+from services.workflows.runs import replay, service
 from services.workflows.runs.repository import RunRepository
-from services.workflows.runs.schemas import RunAccepted, RunOut, RunPage, RunStatus
+from services.workflows.runs.schemas import ReplayIn, RunAccepted, RunOut, RunPage, RunStatus
 from services.workflows.runs.service import RunEnded, RunNotFound
 from services.workflows.workflows import service as workflows
 from services.workflows.workflows.repository import WorkflowRepository
@@ -71,6 +71,7 @@ def _before(cursor: str | None) -> uuid.UUID | None:
 
 RUN_ROUTE = "/workflows/{workflow_id}/run"
 RETRY_ROUTE = "/runs/{run_id}/retry"
+REPLAY_ROUTE = "/runs/{run_id}/replay"
 
 
 def _status_of(exc: Exception) -> int:
@@ -110,7 +111,11 @@ def _run_span(route: str, request: Request) -> Iterator[Span]:
 
 
 async def _accept(
-    session: AsyncSession, enqueuer: RunEnqueuer, run: WorkflowRun, response: Response
+    session: AsyncSession,
+    enqueuer: RunEnqueuer,
+    run: WorkflowRun,
+    response: Response,
+    steps: Sequence[dict[str, Any]] = (),
 ) -> RunAccepted:
     """Record the run as queued, then queue its job; 202 only once both hold.
 
@@ -120,6 +125,7 @@ async def _accept(
     again and the caller gets 503: never a 202 for work that was not stored.
     """
     await RunRepository(session).add(run)
+    await RunRepository(session).add_steps(steps)
     await session.commit()
     try:
         await enqueuer.enqueue(service.job_for(run, current_traceparent()))
@@ -212,9 +218,52 @@ async def run_workflow(
         span.set_attribute(WORKFLOW_ID, str(workflow_id))
         workflow = await workflows.get(session, user_id, workflow_id)
         body = await _json_body(request, settings.max_body_bytes)
+        if isinstance(body, dict) and set(body) == {"from_run"}:
+            body = await _pinned_body(session, user_id, body["from_run"])
         run = service.new_run(workflow, dict(service.manual_trigger(body)), retry_of=None)
         span.set_attribute(RUN_ID, str(run.id))
         return await _accept(session, enqueuer, run, response)
+
+
+async def _pinned_body(session: AsyncSession, user_id: uuid.UUID, from_run: Any) -> Any:
+    """The trigger body of the caller's past run `from_run` (`{"from_run": ...}` as the body)."""
+    try:
+        run_id = uuid.UUID(str(from_run))
+    except ValueError:
+        raise HTTPException(
+            422, [{"loc": ["body", "from_run"], "msg": "not a run id", "type": "uuid_parsing"}]
+        ) from None
+    past = await RunRepository(session).get(run_id)
+    if past is None or past.owner_id != user_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such run (from_run)")
+    return past.trigger.get("body")
+
+
+@router.post(
+    "/runs/{run_id}/replay",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunAccepted,
+)
+async def replay_run_endpoint(
+    user_id: CurrentUserId,
+    run_id: RunId,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    enqueuer: EnqueuerDep,
+    body: Annotated[ReplayIn | None, Body()] = None,
+) -> RunAccepted:
+    """Run the run's input again as a new run (`replay_of`), reusing the recorded outputs of
+    the steps before `from_step`: their effects do not happen again (docs/nodes.md, "Replay").
+    """
+    with _run_span(REPLAY_ROUTE, request) as span:
+        try:
+            run, steps = await replay.prepare(session, user_id, run_id, body or ReplayIn())
+        except replay.ReplayRefused as exc:
+            raise HTTPException(exc.status, exc.detail) from None
+        span.set_attribute(WORKFLOW_ID, str(run.workflow_id))
+        span.set_attribute(RUN_ID, str(run.id))
+        return await _accept(session, enqueuer, run, response, steps)
 
 
 @router.post(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -67,6 +68,15 @@ class RunRepository:
         )
         return result.scalars().all()
 
+    async def children(self, run_id: uuid.UUID) -> dict[int, uuid.UUID]:
+        """The child runs the run's `call_workflow` steps started, by step position."""
+        result = await self.session.execute(
+            select(col(WorkflowRun.parent_step), col(WorkflowRun.id))
+            .where(col(WorkflowRun.parent_run_id) == run_id)
+            .order_by(col(WorkflowRun.id))
+        )
+        return {position: child for position, child in result.all() if position is not None}
+
     async def page(
         self,
         workflow_id: uuid.UUID,
@@ -89,6 +99,11 @@ class RunRepository:
     async def add(self, run: WorkflowRun) -> None:
         self.session.add(run)
         await self.session.flush()
+
+    async def add_steps(self, steps: Sequence[dict[str, Any]]) -> None:
+        """Insert prepared `run_steps` rows (a replay's reused steps) as they are."""
+        if steps:
+            await self.session.execute(insert(RunStep), list(steps))
 
     async def delete(self, run_id: uuid.UUID) -> None:
         await self.session.execute(delete(WorkflowRun).where(col(WorkflowRun.id) == run_id))

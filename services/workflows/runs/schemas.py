@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
 
@@ -34,6 +34,8 @@ class StepOut(BaseModel):
     attempt: int
     # A for-each step's items that started, in item order; null for any other step.
     items: list[StepItemOut] | None = None
+    # A `call_workflow` step: the child run it started.
+    child_run_id: uuid.UUID | None = None
 
 
 class RunSummary(BaseModel):
@@ -53,6 +55,10 @@ class RunSummary(BaseModel):
     duration_ms: int | None
     # A parked run (status `waiting`) resumes then, or earlier on its callback.
     resume_at: datetime | None = None
+    # A child run: the run whose `call_workflow` step started it.
+    parent_run_id: uuid.UUID | None = None
+    # A replay: the run it replayed.
+    replay_of: uuid.UUID | None = None
 
 
 class RunOut(RunSummary):
@@ -67,3 +73,12 @@ class RunPage(BaseModel):
 
 class RunAccepted(BaseModel):
     run_id: uuid.UUID
+
+
+class ReplayIn(BaseModel):
+    """`POST /runs/{id}/replay`: run again, reusing the recorded steps before `from_step`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_step: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    version: Literal["original", "current"] = "original"

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workflows.runs.repository import CANCELLED_ERROR, RunRepository
 from services.workflows.runs.schemas import RunOut, RunSummary, StepItemOut, StepOut
+from services.workflows.workflows.links import CALL_WORKFLOW
 from shared.db.models import Workflow, WorkflowRun, utcnow
 from shared.hooks import callback_key
 from shared.ids import uuid7
@@ -47,6 +48,8 @@ def summary(run: WorkflowRun) -> RunSummary:
         finished_at=run.finished_at,
         duration_ms=run.duration_ms,
         resume_at=run.resume_at,
+        parent_run_id=run.parent_run_id,
+        replay_of=run.replay_of,
     )
 
 
@@ -107,6 +110,8 @@ async def _from_database(
     if run is None or run.owner_id != owner_id:
         return None
     items = await _items_by_step(repo, run)
+    recorded = await repo.steps(run_id)
+    children = await repo.children(run_id) if any(s.type == CALL_WORKFLOW for s in recorded) else {}
     steps = [
         StepOut(
             node_id=step.node_id,
@@ -119,8 +124,9 @@ async def _from_database(
             duration_ms=step.duration_ms,
             attempt=step.attempt,
             items=items.get(step.position),
+            child_run_id=children.get(step.position),
         )
-        for step in await repo.steps(run_id)
+        for step in recorded
     ]
     return RunOut(**summary(run).model_dump(), trigger=run.trigger, steps=steps)
 
@@ -248,7 +254,7 @@ def job_for(run: WorkflowRun, traceparent: str | None) -> RunJob:
     }
     if run.trigger.get("scheduled_at"):  # a retry of a scheduled run keeps its tick
         trigger["scheduled_at"] = run.trigger["scheduled_at"]
-    return {
+    job: RunJob = {
         "run_id": str(run.id),
         "workflow_id": str(run.workflow_id),
         "owner_id": str(run.owner_id),
@@ -259,3 +265,6 @@ def job_for(run: WorkflowRun, traceparent: str | None) -> RunJob:
         "traceparent": traceparent if traceparent and _TRACEPARENT.match(traceparent) else None,
         "retry_of": str(run.retry_of) if run.retry_of else None,
     }
+    if run.replay_of is not None:
+        job["replay_of"] = str(run.replay_of)
+    return job

@@ -46,6 +46,17 @@ class WorkflowRepository:
         result = await self.session.execute(query.limit(limit))
         return result.scalars().all()
 
+    async def referenced(self, owner_id: uuid.UUID, reference: str) -> Sequence[Workflow]:
+        """The owner's workflows whose id or name is `reference` (an id match first)."""
+        as_id = _as_uuid(reference)
+        matches = col(Workflow.name) == reference
+        if as_id is not None:
+            matches = matches | (col(Workflow.id) == as_id)
+        query = select(Workflow).where(col(Workflow.owner_id) == owner_id, matches)
+        result = await self.session.execute(query.order_by(col(Workflow.created_at)).limit(10))
+        rows = result.scalars().all()
+        return sorted(rows, key=lambda workflow: workflow.id != as_id)
+
     async def by_token_hash(self, hashed: str) -> Workflow | None:
         result = await self.session.execute(
             select(Workflow).where(col(Workflow.webhook_token_hash) == hashed)
@@ -87,6 +98,23 @@ class WorkflowRepository:
         result = await self.session.execute(query)
         return result.scalars().all()
 
+    async def version(self, workflow_id: uuid.UUID, version: int) -> WorkflowVersion | None:
+        """One snapshot of the workflow (what a run of that version executed)."""
+        result = await self.session.execute(
+            select(WorkflowVersion).where(
+                col(WorkflowVersion.workflow_id) == workflow_id,
+                col(WorkflowVersion.version) == version,
+            )
+        )
+        return result.scalar_one_or_none()
+
     async def delete(self, workflow: Workflow) -> None:
         # The foreign keys cascade to versions, runs and steps.
         await self.session.execute(delete(Workflow).where(col(Workflow.id) == workflow.id))
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

@@ -33,6 +33,10 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, StringConstraints(max_length=2000)]
+# Another of the owner's workflows, by id or name (services/workflows/workflows/links.py).
+WorkflowReference = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+]
 
 
 def _decodes_as_base64(value: str) -> bool:
@@ -145,6 +149,8 @@ class WorkflowIn(BaseModel):
     nodes: list[Any]
     trigger: TriggerIn | None = None
     retention: RetentionIn | None = None
+    # The workflow that runs when a run of this one fails (docs/nodes.md, "Error workflows").
+    on_error: WorkflowReference | None = None
 
 
 class WorkflowPatch(BaseModel):
@@ -160,6 +166,8 @@ class WorkflowPatch(BaseModel):
     trigger: TriggerIn | None = None
     # `null` returns to the deployment's defaults.
     retention: RetentionIn | None = None
+    # `null` removes the error workflow.
+    on_error: WorkflowReference | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> WorkflowPatch:
@@ -196,6 +204,7 @@ class WorkflowOut(BaseModel):
     nodes: list[dict[str, Any]]
     trigger: TriggerOut | ScheduleTriggerOut
     retention: RetentionIn
+    on_error: str | None = None
     webhook_url: str
     # The next tick of an active schedule trigger, else null.
     next_run_at: datetime | None = None

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workflows.credentials import service as credentials
 from services.workflows.hooks.service import HookMirror
+from services.workflows.workflows.links import canonical, link_issues
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.schemas import (
     DEFAULT_HMAC_HEADER,
@@ -87,6 +88,7 @@ def present(workflow: Workflow, urls: WebhookUrls) -> WorkflowOut:
         if schedules.is_schedule(trigger)
         else TriggerOut(signature=signature),
         retention=RetentionIn.model_validate(workflow.retention or {}),
+        on_error=workflow.on_error,
         webhook_url=urls.url(workflow),
         next_run_at=workflow.next_run_at,
         created_at=workflow.created_at,
@@ -106,6 +108,16 @@ async def _checked_nodes(
     if missing:
         raise InvalidDefinition(missing)
     return checked
+
+
+async def _checked_links(
+    session: AsyncSession, owner_id: uuid.UUID, nodes: list[dict[str, Any]], on_error: str | None
+) -> str | None:
+    """The stored `on_error`, once it and every `call_workflow` name one of the owner's."""
+    issues = await link_issues(session, owner_id, nodes, on_error)
+    if issues:
+        raise InvalidDefinition(issues)
+    return None if on_error is None else canonical(on_error)
 
 
 def _next_run_at(workflow: Workflow) -> datetime | None:
@@ -165,6 +177,7 @@ async def create(
 ) -> Workflow:
     """Create version 1 of a workflow with a fresh webhook token."""
     nodes = await _checked_nodes(session, registry, owner_id, body.nodes)
+    on_error = await _checked_links(session, owner_id, nodes, body.on_error)
     now = utcnow()
     workflow_id = uuid.uuid4()
     nonce, hashed = urls.new_token(workflow_id)
@@ -178,6 +191,7 @@ async def create(
         nodes=nodes,
         trigger=_stored_trigger(body.trigger, None, keyring, workflow_id),
         retention=_stored_retention(body.retention),
+        on_error=on_error,
         webhook_token_hash=hashed,
         webhook_nonce=nonce,
         created_at=now,
@@ -256,13 +270,15 @@ async def replace(
 ) -> Workflow:
     """PUT: the body is the whole definition; omitted optional fields return to defaults."""
     workflow = await _locked(session, owner_id, workflow_id)
+    nodes = await _checked_nodes(session, registry, owner_id, body.nodes)
     changes = {
         "name": body.name,
         "description": body.description,
         "active": body.active,
-        "nodes": await _checked_nodes(session, registry, owner_id, body.nodes),
+        "nodes": nodes,
         "trigger": _stored_trigger(body.trigger, workflow.trigger, keyring, workflow.id),
         "retention": _stored_retention(body.retention),
+        "on_error": await _checked_links(session, owner_id, nodes, body.on_error),
     }
     return await _apply(session, mirror, workflow, changes)
 
@@ -290,6 +306,10 @@ async def patch(
         changes["trigger"] = _stored_trigger(body.trigger, workflow.trigger, keyring, workflow.id)
     if "retention" in present_fields:
         changes["retention"] = _stored_retention(body.retention)
+    if "nodes" in changes or "on_error" in present_fields:
+        on_error = await _checked_links(session, owner_id, changes.get("nodes", []), body.on_error)
+        if "on_error" in present_fields:
+            changes["on_error"] = on_error
     return await _apply(session, mirror, workflow, changes)
 
 

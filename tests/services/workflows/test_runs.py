@@ -297,6 +297,7 @@ class TestRunDetail:
             "duration_ms",
             "attempt",
             "items",
+            "child_run_id",
         }
         # Not a for-each step (its workflow version has none).
         assert first["items"] is None

@@ -10,6 +10,7 @@ import pytest
 from shared.nodes import NodeRegistry, NodeSpec, load_registry
 
 CORE_TYPES = [
+    "call_workflow",
     "delay",
     "filter",
     "http_request",
@@ -72,7 +73,7 @@ class TestCoreNodes:
     def test_catalogue_lists_schemas_sorted_by_type(self):
         catalogue = load_registry().catalogue()
         assert [entry["type"] for entry in catalogue] == CORE_TYPES
-        http = catalogue[2]
+        http = next(entry for entry in catalogue if entry["type"] == "http_request")
         assert http["version"] == 1
         assert "url" in http["params_schema"]["properties"]
         assert "json" in http["params_schema"]["properties"]
