@@ -121,6 +121,10 @@ def set_credential(
 
 
 def list_credentials(client: Client, out: Output) -> None:
+    credentials = client.list_credentials()
+    if out.json_mode:
+        out.json(credentials)
+        return
     rows: list[dict[str, Any]] = [
         {
             "name": item.name,
@@ -128,6 +132,6 @@ def list_credentials(client: Client, out: Output) -> None:
             "fields": ", ".join(item.fields_set),
             "updated": item.updated_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
         }
-        for item in client.list_credentials()
+        for item in credentials
     ]
     out.table(rows, ("name", "type", "fields", "updated"))
