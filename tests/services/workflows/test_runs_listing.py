@@ -23,9 +23,7 @@ def _set_accepted(db: Database, run_id: uuid.UUID, when: datetime) -> None:
 
 
 class TestListing:
-    def test_lists_every_workflows_runs_newest_first(
-        self, api: httpx.Client, db: Database
-    ) -> None:
+    def test_lists_every_workflows_runs_newest_first(self, api: httpx.Client, db: Database) -> None:
         first, second = create_workflow(api, name="a"), create_workflow(api, name="b")
         runs = [insert_run(db, first), insert_run(db, second), insert_run(db, first)]
         assert _ids(api.get("/runs")) == [str(run) for run in reversed(runs)]
@@ -111,7 +109,8 @@ class TestDryRun:
         body = {"name": "dry", "nodes": [{"id": "call", "type": "http_request", "params": {}}]}
         response = api.post("/workflows", params={"dry_run": "true"}, json=body)
         assert response.status_code == 422
-        assert ["body", "nodes", "call", "params", "url"] in [e["loc"] for e in response.json()["detail"]]
+        locations = [entry["loc"] for entry in response.json()["detail"]]
+        assert ["body", "nodes", "call", "params", "url"] in locations
 
     def test_replace_tells_whether_a_version_would_be_made(self, api: httpx.Client) -> None:
         workflow = create_workflow(api, name="kept")
