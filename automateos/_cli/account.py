@@ -1,4 +1,4 @@
-"""Sign-in and credentials: login, logout, whoami, credentials set/list."""
+"""Accounts and credentials: register, login, logout, whoami, credentials set/list."""
 
 from __future__ import annotations
 
@@ -21,25 +21,40 @@ CREDENTIAL_FIELDS = {
 }
 
 
-def login(client: Client, out: Output) -> None:
-    """Email and password from AUTOMATEOS_EMAIL / AUTOMATEOS_PASSWORD, else asked for."""
+def _email_and_password() -> tuple[str, str]:
+    """From AUTOMATEOS_EMAIL / AUTOMATEOS_PASSWORD, else asked for on the terminal."""
     email = os.environ.get("AUTOMATEOS_EMAIL")
     password = os.environ.get("AUTOMATEOS_PASSWORD")
     interactive = sys.stdin.isatty()
     if not email:
         if not interactive:
-            raise UsageError("set AUTOMATEOS_EMAIL (or run login on a terminal to be asked)")
+            raise UsageError("set AUTOMATEOS_EMAIL (or run this on a terminal to be asked)")
         email = input("email: ").strip()
     if not password:
         if not interactive:
-            raise UsageError("set AUTOMATEOS_PASSWORD (or run login on a terminal to be asked)")
+            raise UsageError("set AUTOMATEOS_PASSWORD (or run this on a terminal to be asked)")
         password = getpass.getpass("password: ")
+    return email, password
+
+
+def _signed_in(client: Client, out: Output, email: str, password: str) -> None:
     client.login(email, password)
     user = client.me()
     if out.json_mode:
         out.json({"email": user.email, "id": str(user.id)})
     else:
         out.line(f"logged in as {user.email}")
+
+
+def login(client: Client, out: Output) -> None:
+    _signed_in(client, out, *_email_and_password())
+
+
+def register(client: Client, out: Output) -> None:
+    """Create an account, then log in with it."""
+    email, password = _email_and_password()
+    client.register(email, password)
+    _signed_in(client, out, email, password)
 
 
 def logout(client: Client, out: Output) -> None:

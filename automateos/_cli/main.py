@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sub, top=False)
         return sub
 
+    command("register", "create an account (email and password as for login), then log in")
     command("login", "sign in (AUTOMATEOS_EMAIL/AUTOMATEOS_PASSWORD, or asked) and keep the tokens")
     command("logout", "revoke the session where auth allows, and forget the tokens")
     command("whoami", "the signed-in user's email")
@@ -203,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dispatch(args: argparse.Namespace, client: Client, out: Output) -> int:
     handlers: dict[str, Callable[[], int | None]] = {
+        "register": lambda: account.register(client, out),
         "login": lambda: account.login(client, out),
         "logout": lambda: account.logout(client, out),
         "whoami": lambda: account.whoami(client, out),

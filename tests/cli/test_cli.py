@@ -5,6 +5,7 @@ credentials from the environment, login and logout."""
 from __future__ import annotations
 
 import json
+import secrets
 import stat
 import time
 from pathlib import Path
@@ -79,9 +80,7 @@ class TestApply:
         _write(folder, "greeter.yaml", _greeter("changed"))
         _write(folder, "new.yaml", {"name": "new", "nodes": [LOG]})
         out = cli.ok("apply", "-f", str(folder), "--dry-run")
-        assert "-  params:\n-    message: hello" in out.replace("- id: say\n", "") or (
-            "-    message: hello" in out and "+    message: changed" in out
-        )
+        assert "-    message: hello\n+    message: changed" in out
         assert "greeter would be updated v2" in out
         assert "new would be created" in out
         stored = _workflows(user)
@@ -302,6 +301,13 @@ class TestSession:
         done = cli("get", "workflows")
         assert done.returncode == 1
         assert "automateos login" in done.stderr
+
+    def test_register_logs_in(self, stack: Stack, tmp_path: Path) -> None:
+        runner = Cli(cli_env(stack, tmp_path), tmp_path / "automateos")
+        email = f"cli-{secrets.token_hex(4)}@example.com"
+        account = {"AUTOMATEOS_EMAIL": email, "AUTOMATEOS_PASSWORD": "correct horse battery"}
+        assert runner.ok("register", env=account).strip() == f"logged in as {email}"
+        assert runner.ok("whoami").strip() == email
 
     def test_wrong_password_fails(self, stack: Stack, user: ApiUser, tmp_path: Path) -> None:
         runner = Cli(cli_env(stack, tmp_path), tmp_path / "automateos")

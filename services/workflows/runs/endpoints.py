@@ -185,11 +185,18 @@ async def list_runs(
     return RunPage(items=[service.summary(run) for run in items], next_cursor=next_cursor)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """A time filter with a zone: a bare one is taken as UTC (what the API prints)."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    """A time filter in UTC: a bare one is taken as UTC (what the API prints)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted by its offset out of range
+        raise HTTPException(
+            422, [{"loc": ["query", name], "msg": "out of range", "type": "value_error"}]
+        ) from None
 
 
 @router.get("/runs", response_model=RunPage)
@@ -208,7 +215,7 @@ async def list_all_runs(
     A time without a zone is UTC. A `workflow_id` that is not the caller's lists nothing.
     """
     before = _before(cursor)
-    since, until = _aware(since), _aware(until)
+    since, until = _aware("since", since), _aware("until", until)
     if since is not None and until is not None and since >= until:
         raise HTTPException(
             422,

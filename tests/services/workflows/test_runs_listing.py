@@ -84,6 +84,7 @@ class TestListing:
             ({"since": "yesterday"}, "since"),
             ({"until": "2026-13-01"}, "until"),
             ({"since": "2026-12-02T00:00:00Z", "until": "2026-12-01T00:00:00Z"}, "until"),
+            ({"since": "0001-01-01T00:00:00+01:00"}, "since"),
             ({"limit": 0}, "limit"),
             ({"cursor": "garbage"}, "cursor"),
         ],
