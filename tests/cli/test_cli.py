@@ -220,7 +220,6 @@ class TestRuns:
 
     def test_bad_input_is_a_usage_error(self, cli: Cli) -> None:
         assert cli("run", "nothing-by-this-name").returncode == 2
-        assert cli("get", "things").returncode == 2
         assert cli("get", "runs", "--since", "yesterday").returncode == 2
         assert cli("logs", "not-a-run-id").returncode == 2
         bad_json = cli("run", "x", "--data", "{nope")
@@ -230,7 +229,7 @@ class TestRuns:
     def test_tail_follows_new_runs(self, cli: Cli, user: ApiUser, tmp_path: Path) -> None:
         _write(tmp_path, "tailed.yaml", {"name": "tailed", "nodes": [LOG]})
         cli.ok("apply", "-f", str(tmp_path / "tailed.yaml"))
-        tail = cli.popen("runs", "tail", "tailed", "--for", "6")
+        tail = cli.popen("runs", "tail", "tailed", "--for", "4")
         try:
             time.sleep(1.5)
             with user.client("workflows") as api:
