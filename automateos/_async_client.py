@@ -46,12 +46,19 @@ class AsyncClient(ClientBase):
         *,
         auth_url: str | None = None,
         api_url: str | None = None,
+        ingest_url: str | None = None,
         tokens: Tokens | None = None,
         token_store: TokenStore | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        super().__init__(auth_url=auth_url, api_url=api_url, tokens=tokens, token_store=token_store)
+        super().__init__(
+            auth_url=auth_url,
+            api_url=api_url,
+            ingest_url=ingest_url,
+            tokens=tokens,
+            token_store=token_store,
+        )
         self._http = http or httpx.AsyncClient(timeout=timeout)
         self._refreshing = asyncio.Lock()
 
@@ -96,6 +103,18 @@ class AsyncClient(ClientBase):
                 raise self._expired_session(exc) from exc
             self.token_store.save(tokens)
             return tokens
+
+    async def ready(self) -> dict[str, bool]:
+        """Whether each service (auth, workflows, ingest) answers `/readyz` with 200."""
+        answers: dict[str, bool] = {}
+        for service, base in self.endpoints.services().items():
+            try:
+                response = await self._http.get(base.rstrip("/") + "/readyz")
+            except httpx.TransportError:
+                answers[service] = False
+            else:
+                answers[service] = response.status_code == 200
+        return answers
 
     # Auth
 

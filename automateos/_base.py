@@ -25,10 +25,11 @@ class ClientBase:
         *,
         auth_url: str | None,
         api_url: str | None,
+        ingest_url: str | None,
         tokens: Tokens | None,
         token_store: TokenStore | None,
     ) -> None:
-        self.endpoints = Endpoints.from_env(auth_url, api_url)
+        self.endpoints = Endpoints.from_env(auth_url, api_url, ingest_url)
         self.token_store: TokenStore = token_store or MemoryTokenStore()
         if tokens is not None:
             self.token_store.save(tokens)

@@ -14,23 +14,33 @@ from automateos._models import Tokens
 # `make up`'s ports (scripts/devstack.py).
 DEFAULT_AUTH_URL = "http://127.0.0.1:8001"
 DEFAULT_API_URL = "http://127.0.0.1:8002"
+DEFAULT_INGEST_URL = "http://127.0.0.1:8003"
 
 
 @dataclass(frozen=True)
 class Endpoints:
-    """The base URLs of the auth service and the workflows API."""
+    """The base URLs of the services. Calls go to auth and the workflows API; ingest (which
+    webhook URLs point at) is only checked for readiness."""
 
     auth_url: str = DEFAULT_AUTH_URL
     api_url: str = DEFAULT_API_URL
+    ingest_url: str = DEFAULT_INGEST_URL
 
     @classmethod
-    def from_env(cls, auth_url: str | None = None, api_url: str | None = None) -> Endpoints:
-        """Explicit values first, then `AUTOMATEOS_AUTH_URL` / `AUTOMATEOS_API_URL`, then
-        `make up`'s addresses."""
+    def from_env(
+        cls, auth_url: str | None = None, api_url: str | None = None, ingest_url: str | None = None
+    ) -> Endpoints:
+        """Explicit values first, then `AUTOMATEOS_AUTH_URL` / `AUTOMATEOS_API_URL` /
+        `AUTOMATEOS_INGEST_URL`, then `make up`'s addresses."""
+        env = os.environ.get
         return cls(
-            auth_url=(auth_url or os.environ.get("AUTOMATEOS_AUTH_URL") or DEFAULT_AUTH_URL),
-            api_url=(api_url or os.environ.get("AUTOMATEOS_API_URL") or DEFAULT_API_URL),
+            auth_url=auth_url or env("AUTOMATEOS_AUTH_URL") or DEFAULT_AUTH_URL,
+            api_url=api_url or env("AUTOMATEOS_API_URL") or DEFAULT_API_URL,
+            ingest_url=ingest_url or env("AUTOMATEOS_INGEST_URL") or DEFAULT_INGEST_URL,
         )
+
+    def services(self) -> dict[str, str]:
+        return {"auth": self.auth_url, "workflows": self.api_url, "ingest": self.ingest_url}
 
 
 class TokenStore(Protocol):

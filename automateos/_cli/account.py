@@ -21,6 +21,16 @@ CREDENTIAL_FIELDS = {
 }
 
 
+def status(client: Client, out: Output) -> int:
+    """Each service's address and readiness; 1 when any is not ready (e.g. `make up` is not
+    running)."""
+    ready = client.ready()
+    urls = client.endpoints.services()
+    rows = [{"service": name, "url": urls[name], "ready": ready[name]} for name in urls]
+    out.table(rows, ("service", "url", "ready"))
+    return 0 if all(ready.values()) else 1
+
+
 def _email_and_password() -> tuple[str, str]:
     """From AUTOMATEOS_EMAIL / AUTOMATEOS_PASSWORD, else asked for on the terminal."""
     email = os.environ.get("AUTOMATEOS_EMAIL")

@@ -52,6 +52,11 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help="workflows API (env AUTOMATEOS_API_URL; default http://127.0.0.1:8002)",
     )
     group.add_argument(
+        "--ingest-url",
+        default=default(None),
+        help="ingest, checked by `status` (env AUTOMATEOS_INGEST_URL; default http://127.0.0.1:8003)",
+    )
+    group.add_argument(
         "-o",
         "--output",
         choices=("table", "json"),
@@ -88,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sub, top=False)
         return sub
 
+    command("status", "whether each service is up and ready (exit 1 if one is not)")
     command("register", "create an account (email and password as for login), then log in")
     command("login", "sign in (AUTOMATEOS_EMAIL/AUTOMATEOS_PASSWORD, or asked) and keep the tokens")
     command("logout", "revoke the session where auth allows, and forget the tokens")
@@ -204,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _dispatch(args: argparse.Namespace, client: Client, out: Output) -> int:
     handlers: dict[str, Callable[[], int | None]] = {
+        "status": lambda: account.status(client, out),
         "register": lambda: account.register(client, out),
         "login": lambda: account.login(client, out),
         "logout": lambda: account.logout(client, out),
@@ -251,7 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Output(json_mode=args.output == "json")
     store = FileTokenStore()
     try:
-        with Client(auth_url=args.auth_url, api_url=args.api_url, token_store=store) as client:
+        with Client(
+            auth_url=args.auth_url,
+            api_url=args.api_url,
+            ingest_url=args.ingest_url,
+            token_store=store,
+        ) as client:
             return _dispatch(args, client, out)
     except UsageError as exc:
         out.error(str(exc))

@@ -66,6 +66,7 @@ def cli_env(stack: Stack, config_home: Path) -> dict[str, str]:
         "XDG_CONFIG_HOME": str(config_home),
         "AUTOMATEOS_AUTH_URL": stack.url("auth"),
         "AUTOMATEOS_API_URL": stack.url("workflows"),
+        "AUTOMATEOS_INGEST_URL": stack.url("ingest"),
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import yaml
 
+from scripts.localinfra import free_port
 from tests.cli.conftest import LOG, Cli, cli_env
 from tests.conftest import ApiUser
 from tests.fixtures.stack import Stack
@@ -316,6 +317,18 @@ class TestSession:
         assert done.returncode == 1
         assert "invalid email or password" in done.stderr
         assert runner("login").returncode == 2  # no terminal to ask on, no environment
+
+    def test_status_checks_every_service(self, stack: Stack, tmp_path: Path) -> None:
+        runner = Cli(cli_env(stack, tmp_path), tmp_path / "automateos")
+        ready = json.loads(runner.ok("status", "-o", "json"))
+        assert {(row["service"], row["ready"]) for row in ready} == {
+            ("auth", True),
+            ("workflows", True),
+            ("ingest", True),
+        }
+        down = runner("status", "--ingest-url", f"http://127.0.0.1:{free_port()}")
+        assert down.returncode == 1
+        assert "ingest" in down.stdout
 
     def test_help_everywhere(self, stack: Stack, tmp_path: Path) -> None:
         runner = Cli(cli_env(stack, tmp_path), tmp_path / "automateos")
