@@ -165,6 +165,17 @@ def delete_workflow(workflow_id: Id) -> Call[None]:
     return Call("DELETE", "api", f"/workflows/{workflow_id}", _nothing)
 
 
+def _input_fields(response: httpx.Response) -> frozenset[str] | None:
+    schemas = response.json().get("components", {}).get("schemas", {})
+    properties = schemas.get("WorkflowIn", {}).get("properties")
+    return frozenset(properties) if isinstance(properties, dict) else None
+
+
+def workflow_input_fields() -> Call[frozenset[str] | None]:
+    """The fields a workflow definition takes, from the API's own OpenAPI (None if absent)."""
+    return Call("GET", "api", "/openapi.json", _input_fields, authenticated=False)
+
+
 # Runs
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from automateos import APIError, Client, ValidationError, Workflow
+from automateos import APIError, Client, ValidationError, Workflow, _calls
 from automateos._cli.files import WorkflowFile, definition_of, load, to_yaml
 from automateos._cli.output import Output
 
@@ -92,10 +92,10 @@ def plan(client: Client, files: list[WorkflowFile], prune: bool, out: Output) ->
     return steps
 
 
-def diff(step: Step) -> list[str]:
+def diff(step: Step, inputs: frozenset[str] | None) -> list[str]:
     """A unified diff of the definition, current → after (secrets are never in either)."""
-    before = to_yaml(definition_of(step.current)).splitlines() if step.current else []
-    after = to_yaml(definition_of(step.after)).splitlines()
+    before = to_yaml(definition_of(step.current, inputs)).splitlines() if step.current else []
+    after = to_yaml(definition_of(step.after, inputs)).splitlines()
     label = str(step.file.path) if step.file else step.name
     return list(
         difflib.unified_diff(
@@ -133,11 +133,11 @@ def _record(step: Step, result: Workflow, dry_run: bool) -> dict[str, Any]:
     }
 
 
-def show_plan(out: Output, steps: list[Step]) -> None:
+def show_plan(out: Output, steps: list[Step], inputs: frozenset[str] | None) -> None:
     """`--dry-run`: the diff of each workflow that would change, then what would happen."""
     records = []
     for step in steps:
-        lines = diff(step) if step.action != "unchanged" else []
+        lines = diff(step, inputs) if step.action != "unchanged" else []
         records.append({**_record(step, step.after, True), "diff": lines})
         if out.json_mode:
             continue
@@ -175,6 +175,6 @@ def execute(client: Client, out: Output, steps: list[Step]) -> None:
 def run(client: Client, out: Output, path: Path, *, dry_run: bool, prune: bool) -> None:
     steps = plan(client, load(path), prune, out)
     if dry_run:
-        show_plan(out, steps)
+        show_plan(out, steps, client.call(_calls.workflow_input_fields()))
     else:
         execute(client, out, steps)

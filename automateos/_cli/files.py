@@ -120,11 +120,13 @@ def _trigger(trigger: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
-def definition_of(workflow: Workflow) -> dict[str, Any]:
+def definition_of(workflow: Workflow, inputs: frozenset[str] | None = None) -> dict[str, Any]:
     """The workflow as a file would define it: what PUT takes, defaults left out, nodes last.
 
-    Fields this client does not know (added by a newer server) are kept, so they survive an
-    export and apply.
+    Fields this client does not know (added by a newer server) are kept when `inputs` (the
+    fields the API's definition takes) names them, so they survive an export and apply while
+    a new read-only field never makes a file PUT refuses. Without `inputs`, every field not
+    known to be read-only is kept.
     """
     data = workflow.model_dump(mode="json")
     out: dict[str, Any] = {"name": data["name"]}
@@ -140,6 +142,8 @@ def definition_of(workflow: Workflow) -> dict[str, Any]:
         out["retention"] = retention
     for key, value in data.items():
         if key in _OUTPUT_ONLY or key in _LEADING or key == "nodes" or value is None:
+            continue
+        if inputs is not None and key not in inputs:
             continue
         out[key] = value
     out["nodes"] = data["nodes"]
@@ -157,7 +161,9 @@ def slug(name: str) -> str:
     return cleaned[:80] or "workflow"
 
 
-def export(workflows: list[Workflow], folder: Path) -> list[tuple[Workflow, Path]]:
+def export(
+    workflows: list[Workflow], folder: Path, inputs: frozenset[str] | None = None
+) -> list[tuple[Workflow, Path]]:
     """Write each workflow to `<folder>/<slug>.yaml` (a numbered name when two slugs meet)."""
     folder.mkdir(parents=True, exist_ok=True)
     written: list[tuple[Workflow, Path]] = []
@@ -169,6 +175,6 @@ def export(workflows: list[Workflow], folder: Path) -> list[tuple[Workflow, Path
             stem, number = f"{base}-{number}", number + 1
         taken.add(stem)
         path = folder / f"{stem}.yaml"
-        path.write_text(to_yaml(definition_of(workflow)), encoding="utf-8")
+        path.write_text(to_yaml(definition_of(workflow, inputs)), encoding="utf-8")
         written.append((workflow, path))
     return written

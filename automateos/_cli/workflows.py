@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from automateos import Client, Workflow
+from automateos import Client, Workflow, _calls
 from automateos._cli import files
 from automateos._cli.output import Output
 
@@ -41,7 +41,7 @@ def export(client: Client, out: Output, folder: Path) -> None:
     """Every workflow as `<folder>/<name>.yaml`, in the form `apply` reads back unchanged."""
     out.progress("reading workflows")
     workflows = list(client.iter_workflows())
-    written = files.export(workflows, folder)
+    written = files.export(workflows, folder, client.call(_calls.workflow_input_fields()))
     names = [workflow.name for workflow in workflows]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if out.json_mode:
