@@ -28,7 +28,7 @@ test: $(STAMP) ## run the whole test suite against real PostgreSQL and Redis
 lint: $(STAMP) ## ruff lint + format check, mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared services nodes scripts
+	$(VENV)/bin/mypy shared services nodes scripts automateos
 	$(VENV)/bin/lint-imports
 
 format: $(STAMP) ## apply ruff formatting and fixes

@@ -130,6 +130,8 @@ class WorkflowRun(SQLModel, table=True):
         # Stops a second run for the same delivery even when Redis lost the dedupe key.
         UniqueConstraint("workflow_id", "idempotency_key", name="uq_workflow_runs_idempotency"),
         Index("ix_workflow_runs_workflow_id_id", "workflow_id", text("id DESC")),
+        # GET /runs: one owner's runs across workflows, newest first.
+        Index("ix_workflow_runs_owner_id_id", "owner_id", text("id DESC")),
         # The worker's recovery sweep looks for runs left `running`; only those are indexed.
         Index(
             "ix_workflow_runs_running_started",

@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -25,7 +26,7 @@ from services.workflows.deps import (
     WorkflowId,
 )
 from services.workflows.runs import replay, service
-from services.workflows.runs.repository import RunRepository
+from services.workflows.runs.repository import RunFilter, RunRepository
 from services.workflows.runs.schemas import ReplayIn, RunAccepted, RunOut, RunPage, RunStatus
 from services.workflows.runs.service import RunEnded, RunNotFound
 from services.workflows.workflows import service as workflows
@@ -188,6 +189,46 @@ async def list_runs(
     items = rows[:limit]
     next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None
     return RunPage(items=[service.summary(run) for run in items], next_cursor=next_cursor)
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    """A time filter in UTC: a bare one is taken as UTC (what the API prints)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted by its offset out of range
+        raise HTTPException(
+            422, [{"loc": ["query", name], "msg": "out of range", "type": "value_error"}]
+        ) from None
+
+
+@router.get("/runs", response_model=RunPage)
+async def list_all_runs(
+    user_id: CurrentUserId,
+    session: SessionDep,
+    status_: Annotated[RunStatus | None, Query(alias="status")] = None,
+    workflow_id: Annotated[uuid.UUID | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601; accepted at or after")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601; accepted before")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> RunPage:
+    """The caller's recorded runs across all their workflows, newest first, filtered.
+
+    A time without a zone is UTC. A `workflow_id` that is not the caller's lists nothing.
+    """
+    before = _before(cursor)
+    since, until = _aware("since", since), _aware("until", until)
+    if since is not None and until is not None and since >= until:
+        raise HTTPException(
+            422,
+            [{"loc": ["query", "until"], "msg": "must be after 'since'", "type": "value_error"}],
+        )
+    where = RunFilter(status=status_, workflow_id=workflow_id, since=since, until=until)
+    return await service.owner_page(session, user_id, where, limit, before)
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)

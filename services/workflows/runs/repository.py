@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,18 @@ _FOR_EACH_POSITIONS = text(
       AND jsonb_typeof(n.node -> 'for_each') = 'string'
     """
 ).bindparams(bindparam("workflow_id", type_=WorkflowRun.__table__.c.workflow_id.type))  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What `GET /runs` narrows the caller's runs to; None matches everything."""
+
+    status: str | None = None
+    workflow_id: uuid.UUID | None = None
+    # On `accepted_at`: [since, until).
+    since: datetime | None = None
+    until: datetime | None = None
+
 
 # A run can still be cancelled while it has not ended.
 CANCELLABLE = ("queued", "running", "waiting")
@@ -91,6 +104,24 @@ class RunRepository:
         )
         if status is not None:
             query = query.where(col(WorkflowRun.status) == status)
+        if before is not None:
+            query = query.where(col(WorkflowRun.id) < before)
+        result = await self.session.execute(query.order_by(col(WorkflowRun.id).desc()).limit(limit))
+        return result.scalars().all()
+
+    async def owner_page(
+        self, owner_id: uuid.UUID, where: RunFilter, limit: int, before: uuid.UUID | None
+    ) -> Sequence[WorkflowRun]:
+        """Up to `limit` of the owner's runs across workflows, newest first, matching `where`."""
+        query = select(WorkflowRun).where(col(WorkflowRun.owner_id) == owner_id)
+        if where.status is not None:
+            query = query.where(col(WorkflowRun.status) == where.status)
+        if where.workflow_id is not None:
+            query = query.where(col(WorkflowRun.workflow_id) == where.workflow_id)
+        if where.since is not None:
+            query = query.where(col(WorkflowRun.accepted_at) >= where.since)
+        if where.until is not None:
+            query = query.where(col(WorkflowRun.accepted_at) < where.until)
         if before is not None:
             query = query.where(col(WorkflowRun.id) < before)
         result = await self.session.execute(query.order_by(col(WorkflowRun.id).desc()).limit(limit))

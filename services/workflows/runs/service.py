@@ -15,8 +15,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.workflows.runs.repository import CANCELLED_ERROR, RunRepository
-from services.workflows.runs.schemas import RunOut, RunSummary, StepItemOut, StepOut
+from services.workflows.cursors import encode_cursor
+from services.workflows.runs.repository import CANCELLED_ERROR, RunFilter, RunRepository
+from services.workflows.runs.schemas import RunOut, RunPage, RunSummary, StepItemOut, StepOut
 from services.workflows.workflows.links import CALL_WORKFLOW
 from shared.db.models import Workflow, WorkflowRun, utcnow
 from shared.hooks import callback_key
@@ -51,6 +52,24 @@ def summary(run: WorkflowRun) -> RunSummary:
         parent_run_id=run.parent_run_id,
         replay_of=run.replay_of,
     )
+
+
+async def owner_page(
+    session: AsyncSession,
+    owner_id: uuid.UUID,
+    where: RunFilter,
+    limit: int,
+    before: uuid.UUID | None,
+) -> RunPage:
+    """The owner's recorded runs across all workflows, newest first (`GET /runs`).
+
+    Like the per-workflow list, a run accepted by ingest is listed once a worker recorded it.
+    """
+    # One extra row tells whether another page exists without a COUNT.
+    rows = await RunRepository(session).owner_page(owner_id, where, limit + 1, before)
+    items = rows[:limit]
+    next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None
+    return RunPage(items=[summary(run) for run in items], next_cursor=next_cursor)
 
 
 def _parse_time(value: Any) -> datetime | None:

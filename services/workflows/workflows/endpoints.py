@@ -34,6 +34,11 @@ from shared.tokens import CurrentUserId
 
 router = APIRouter(tags=["workflows"])
 
+# `apply` and editors check a whole definition the way a save would, without saving it.
+DryRun = Annotated[
+    bool, Query(description="validate and answer as a save would, but store nothing")
+]
+
 
 def _after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
     if cursor is None:
@@ -77,8 +82,16 @@ async def create_workflow(
     urls: UrlsDep,
     keyring: KeyringDep,
     response: Response,
+    dry_run: DryRun = False,
 ) -> WorkflowOut:
+    """Create version 1. With `dry_run=true`: every check of a real save, nothing stored,
+    200 with the workflow that would be created (its id is not kept)."""
     workflow = await service.create(session, registry, urls, keyring, user_id, body)
+    if dry_run:
+        would_be = service.present(workflow, urls)
+        await session.rollback()
+        response.status_code = status.HTTP_200_OK
+        return would_be
     await session.commit()
     await mirror.publish_after_commit(workflow)
     response.headers["Location"] = f"/workflows/{workflow.id}"
@@ -115,9 +128,19 @@ async def replace_workflow(
     mirror: MirrorDep,
     urls: UrlsDep,
     keyring: KeyringDep,
+    dry_run: DryRun = False,
 ) -> WorkflowOut:
-    """Replace the whole definition; every change is a new version."""
+    """Replace the whole definition; every change is a new version. With `dry_run=true`:
+    every check of a real save, nothing stored, the workflow as it would be (`version` goes
+    up only if something would change)."""
     workflow = await service.replace(session, registry, mirror, keyring, user_id, workflow_id, body)
+    if dry_run:
+        would_be = service.present(workflow, urls)
+        await session.rollback()
+        # A real change drops the routing record before its commit; put the unchanged one back
+        # rather than leave ingest to repair it.
+        await mirror.publish_after_commit(await service.get(session, user_id, workflow_id))
+        return would_be
     await session.commit()
     await mirror.publish_after_commit(workflow)
     return service.present(workflow, urls)

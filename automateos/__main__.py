@@ -1,0 +1,5 @@
+"""`python -m automateos`: the same as the `automateos` command."""
+
+from automateos._cli.main import main
+
+raise SystemExit(main())
