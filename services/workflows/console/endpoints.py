@@ -121,7 +121,9 @@ async def log_in(
     """Log in with email and password: the access token in the body, the refresh token in an
     HttpOnly SameSite=Strict cookie."""
     try:
-        pair = await auth.login(body.email, body.password)
+        # The browser's address (or what the Ingress forwarded): auth throttles per browser.
+        browser = request.client.host if request.client else "unknown"
+        pair = await auth.login(body.email, body.password, browser)
     except (AuthRejected, AuthUnavailable) as exc:
         return _failure(exc)
     tokens = page_tokens(pair)
@@ -154,8 +156,19 @@ async def refresh(
 
 
 @session_router.delete("/console/session", status_code=status.HTTP_204_NO_CONTENT)
-async def log_out() -> Response:
-    """Forget the session in this browser (the page drops its access token itself)."""
+async def log_out(
+    auth: AuthDep, refresh_token: Annotated[str | None, Cookie(alias=COOKIE)] = None
+) -> Response:
+    """End the session: auth revokes the refresh token's whole family, then the cookie goes
+    (the page drops its access token itself). While auth is unreachable the answer is 503 and
+    the cookie stays, so the page can try again rather than leave a live token behind."""
+    if refresh_token:
+        try:
+            await auth.logout(refresh_token)
+        except AuthUnavailable as exc:
+            return _failure(exc)
+        except AuthRejected:
+            pass  # expired or already revoked: nothing is left to revoke
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     _clear_cookie(response)
     return response
