@@ -19,6 +19,17 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 MAX_VALUE_CHARS = 8192
 
 CredentialName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+# A host name or address, or `*.example.com` for its subdomains (not the apex itself).
+HostPattern = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        to_lower=True,
+        max_length=253,
+        pattern=r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_-]{1,63})*|\[?[0-9a-f:.]+\]?)$",
+    ),
+]
+MAX_ALLOWED_HOSTS = 50
 Value = Annotated[str, StringConstraints(min_length=1, max_length=MAX_VALUE_CHARS)]
 
 
@@ -30,6 +41,11 @@ class CredentialData(BaseModel):
     type: CredentialType
     # repr=False: a logged or printed model must not carry the values.
     data: dict[str, Value] = Field(repr=False)
+    # Where the credential may be sent; a request to any other host fails its step before
+    # anything is sent. Absent: any host the egress policy allows.
+    allowed_hosts: list[HostPattern] | None = Field(
+        default=None, min_length=1, max_length=MAX_ALLOWED_HOSTS
+    )
 
     @model_validator(mode="after")
     def _fields_of_type(self) -> CredentialData:
@@ -66,6 +82,7 @@ class CredentialOut(BaseModel):
     name: str
     type: str
     fields_set: list[str]
+    allowed_hosts: list[str] | None = None
     created_at: datetime
     updated_at: datetime
 
