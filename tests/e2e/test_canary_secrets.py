@@ -126,7 +126,7 @@ def _run(stack: Stack, user: ApiUser, nodes: list[dict[str, Any]]) -> dict[str, 
 @pytest.fixture(scope="module")
 def runs(
     traced_stack: Stack, canary_user: ApiUser, other_origin: LocalServer
-) -> Iterator[dict[str, dict[str, Any]]]:
+) -> dict[str, dict[str, Any]]:
     """Every way a credential can be used, and the ways its use can fail."""
     with running_server() as echo:
         sent = {
@@ -207,7 +207,7 @@ def runs(
             ),
         }
         done["echo hits"] = {"paths": list(echo.hits)}
-    yield done
+    return done
 
 
 class TestEveryCredentialUse:
@@ -285,7 +285,7 @@ class TestFindings:
         self, runs: dict[str, dict[str, Any]], other_origin: LocalServer
     ) -> None:
         # #4: httpx dropped only Authorization on a redirect to another origin.
-        [(path, headers)] = [h for h in other_origin.headers if h[0] == "/echo/redirected"]
+        [headers] = [h for path, h in other_origin.headers if path == "/echo/redirected"]
         assert "x-api-key" not in headers
         assert "x-sig" not in headers
 
