@@ -159,16 +159,16 @@ async def refresh(
 async def log_out(
     auth: AuthDep, refresh_token: Annotated[str | None, Cookie(alias=COOKIE)] = None
 ) -> Response:
-    """End the session: auth revokes the refresh token's whole family, then the cookie goes
-    (the page drops its access token itself). While auth is unreachable the answer is 503 and
-    the cookie stays, so the page can try again rather than leave a live token behind."""
+    """End the session: auth revokes the refresh token's whole family and the cookie goes (the
+    page drops its access token itself). While auth is unreachable the answer is 503, and the
+    cookie goes all the same: on a shared computer the next person must not reload into it."""
+    response: Response = Response(status_code=status.HTTP_204_NO_CONTENT)
     if refresh_token:
         try:
             await auth.logout(refresh_token)
         except AuthUnavailable as exc:
-            return _failure(exc)
+            response = _failure(exc)
         except AuthRejected:
             pass  # expired or already revoked: nothing is left to revoke
-    response = Response(status_code=status.HTTP_204_NO_CONTENT)
     _clear_cookie(response)
     return response
