@@ -127,13 +127,13 @@ def scrub(value: Any, secrets: Mapping[str, str]) -> Any:
     return value
 
 
-def _forms(name: str, value: str) -> dict[str, str]:
+def encoded_forms(name: str, value: str) -> dict[str, str]:
     """The value and the encodings the engine itself gives it when sending: URL-encoded (a
     path or query) and JSON-escaped (a body). A server quoting any of them back is scrubbed."""
     found = {name: value}
     for suffix, form in (
         ("url", quote(value, safe="")),
-        ("url", quote_plus(value, safe="")),
+        ("form", quote_plus(value, safe="")),
         ("path", quote(value)),
         ("json", orjson.dumps(value).decode()[1:-1]),
     ):
@@ -242,7 +242,7 @@ class CredentialVault:
             raise NodeError(scrub(exc.message, secrets.opened)) from None
         used: dict[str, str] = {}
         for name, value in secrets.opened.items():
-            used.update(_forms(name, value))
+            used.update(encoded_forms(name, value))
         header_templates = node.params.get("headers")
         headers = (
             {
@@ -271,12 +271,12 @@ class CredentialVault:
             rendered = {**rendered, "headers": rendered_headers}
             shown = {**shown, "credential": placeholder(name)}
             headers.add(header.lower())
-            used.update(_forms(name, value))
+            used.update(encoded_forms(name, value))
             # The parts too: a server may quote only the token, or the Basic blob.
-            used.update(_forms(f"{name}.scheme_value", value.split(" ", 1)[-1]))
+            used.update(encoded_forms(f"{name}.scheme_value", value.split(" ", 1)[-1]))
             for field in ("token", "password", "value"):
                 if field in data:
-                    used.update(_forms(f"{name}.{field}", data[field]))
+                    used.update(encoded_forms(f"{name}.{field}", data[field]))
         binding = CredentialBinding(
             headers=frozenset(headers),
             body=body,

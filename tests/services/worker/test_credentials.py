@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.worker.engine.credentials import scrub
+from services.worker.engine.credentials import encoded_forms, scrub
 
 SECRETS = {"api": "Bearer tok-0123456789", "api.token": "tok-0123456789"}
 
@@ -32,3 +32,12 @@ class TestScrub:
         value = {"status": 200, "body": "tok is short", "n": None}
         assert scrub(value, SECRETS) == value
         assert scrub("abc", {"tiny": "abc"}) == "abc"  # below the scrubbed length
+
+
+class TestEncodedForms:
+    def test_the_encodings_the_engine_sends_are_scrubbed_too(self) -> None:
+        forms = encoded_forms("k", 'a b+c/d="e')
+        text = 'query a%20b%2Bc%2Fd%3D%22e form a+b%2Bc%2Fd%3D%22e json a b+c/d=\\"e'
+        assert scrub(text, forms) == (
+            "query [credential k.url] form [credential k.form] json [credential k.json]"
+        )
