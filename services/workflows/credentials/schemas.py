@@ -10,7 +10,14 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from shared.credentials import FIELDS, NAME_PATTERN, CredentialType
 
@@ -20,15 +27,20 @@ MAX_VALUE_CHARS = 8192
 
 CredentialName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 # A host name or address, or `*.example.com` for its subdomains (not the apex itself).
-HostPattern = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True,
-        to_lower=True,
-        max_length=253,
-        pattern=r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_-]{1,63})*|\[?[0-9a-f:.]+\]?)$",
-    ),
-]
+_HOST_PATTERN = re.compile(
+    r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_-]{1,63})*|[0-9a-f:.]+)$"
+)
+
+
+def _host_pattern(value: str) -> str:
+    # httpx names an IPv6 host without its brackets: so is it kept.
+    host = value.strip().lower().rstrip(".").removeprefix("[").removesuffix("]")
+    if len(host) > 253 or not _HOST_PATTERN.match(host):
+        raise ValueError("must be a host name or address, or *.<domain> for its subdomains")
+    return host
+
+
+HostPattern = Annotated[str, AfterValidator(_host_pattern)]
 MAX_ALLOWED_HOSTS = 50
 Value = Annotated[str, StringConstraints(min_length=1, max_length=MAX_VALUE_CHARS)]
 
