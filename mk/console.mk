@@ -13,7 +13,7 @@ browser-tools: ## install Debian's chromium for the console's browser tests when
 		apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
 
 console-test: $(STAMP) browser-tools ## only the console's tests: browser (tests/console) and HTTP side
-	$(PY) -m pytest tests/console tests/services/workflows/test_console.py tests/services/workflows/test_activity.py -q -p no:cacheprovider
+	$(PY) -m pytest tests/console tests/services/workflows/test_console.py tests/services/workflows/test_activity.py tests/services/workflows/test_run_listing.py -q -p no:cacheprovider
 
 console-screenshots: $(STAMP) browser-tools ## redraw docs/console/*.png (light, dark, 360 px) from a live stack
 	AUTOMATEOS_CONSOLE_SHOTS=docs/console $(PY) -m pytest tests/console/test_screenshots.py -q -p no:cacheprovider

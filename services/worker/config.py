@@ -49,6 +49,11 @@ class WorkerSettings(BaseSettings):
     version_cache_size: int = Field(1024, ge=1)
     # Upper bound on one wait between node retries, whatever Retry-After or backoff ask for.
     max_retry_wait_seconds: float = Field(300.0, ge=0)
+    # Fair CPU (engine/fairness.py): a render may hold the event loop this long before it moves
+    # to a render process; a run may spend this much CPU on templates and inline nodes.
+    render_slice_ms: float = Field(20.0, gt=0, le=1000)
+    render_processes: int = Field(1, ge=1, le=64)
+    run_cpu_budget_seconds: float = Field(30.0, gt=0)
 
 
 @lru_cache

@@ -71,3 +71,11 @@ RUNS_PARKED = Counter(
 # Both reasons exist from the start, so dashboards show 0 rather than no data.
 for _reason in ("timer", "callback"):
     RUNS_PARKED.labels(_reason)
+RENDERS_OFFLOADED = Counter(
+    "automateos_template_renders_offloaded_total",
+    "Template renders that outran their slice of the event loop and finished in a render process.",
+)
+RUN_CPU_BUDGET_EXCEEDED = Counter(
+    "automateos_run_cpu_budget_exceeded_total",
+    "Steps failed because their run spent its CPU budget.",
+)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from services.worker.config import WorkerSettings
 from services.worker.engine import NodeRunner, RunEngine, VersionCache
 from services.worker.engine.credentials import CredentialVault
+from services.worker.engine.fairness import FairRenderer
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json
 from services.worker.loop import EngineLoop
@@ -96,6 +97,10 @@ class WorkerRuntime:
         )
         self.registry = load_registry()
         self.http = build_http_client(EgressPolicy.from_env(settings.egress_allowlist))
+        self.renderer = FairRenderer(
+            slice_s=worker_settings.render_slice_ms / 1000,
+            processes=worker_settings.render_processes,
+        )
         runner = NodeRunner(
             self.registry,
             self.http,
@@ -106,6 +111,8 @@ class WorkerRuntime:
             resume_key=settings.resolved_webhook_key(),
             park_after_s=worker_settings.park_after_seconds,
             credentials=CredentialVault(self.db, settings.keyring()),
+            renderer=self.renderer,
+            cpu_budget_s=worker_settings.run_cpu_budget_seconds,
         )
         self.engine = RunEngine(
             self.db,
@@ -144,6 +151,7 @@ class WorkerRuntime:
         try:
             self.engine_loop.call(release(), timeout=10)
         finally:
+            self.renderer.close()
             self.engine_loop.stop()
 
 

@@ -25,6 +25,7 @@ from services.workflows.credentials.service import CredentialConflict, Credentia
 from services.workflows.hooks.endpoints import router as hooks_router
 from services.workflows.hooks.service import HookMirror, mirror_all_at_startup
 from services.workflows.runs.endpoints import router as runs_router
+from services.workflows.runs.listing import router as run_listing_router
 from services.workflows.runs.service import RunNotFound
 from services.workflows.workflows.endpoints import router as workflows_router
 from services.workflows.workflows.service import InvalidDefinition, WebhookUrls, WorkflowNotFound
@@ -143,6 +144,7 @@ def create_app() -> FastAPI:
     app.include_router(activity_router)
     app.include_router(workflows_router)
     app.include_router(runs_router)
+    app.include_router(run_listing_router)
     app.include_router(catalogue_router)
     app.include_router(hooks_router)
     app.include_router(console_router)

@@ -9,6 +9,11 @@ memory. Three limits hold for one render (all the templates in one node's params
 - no more than `MAX_WORK_BYTES` created in total (loop iterations count `ITERATION_COST`), which
   also bounds the CPU a render can burn;
 - no longer than `MAX_RENDER_SECONDS` of wall time, checked at every charge.
+
+A caller that shares its thread with other work (the worker's event loop) may also give a render
+a *slice*: past it the render stops with `RenderSliceExceeded`, which is not a template error but
+a signal to finish the render somewhere else (services/worker/engine/fairness.py). Rendering is
+pure, so starting it again elsewhere gives the same result.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -31,6 +36,7 @@ __all__ = [
     "MAX_VALUE_BYTES",
     "MAX_WORK_BYTES",
     "Budget",
+    "RenderSliceExceeded",
     "TemplateLimit",
     "charge",
     "check_int_bits",
@@ -57,14 +63,27 @@ class TemplateLimit(SecurityError):
     """A template tried to build more than its limits allow; the message says what and how much."""
 
 
+class RenderSliceExceeded(Exception):
+    """The render ran past the slice its caller gave it; nothing of it is kept."""
+
+
 class Budget:
     """The work and time one render may spend."""
 
-    __slots__ = ("deadline", "left")
+    __slots__ = ("clock", "deadline", "left", "slice_end")
 
-    def __init__(self, work_bytes: int = MAX_WORK_BYTES, seconds: float = MAX_RENDER_SECONDS):
+    def __init__(
+        self,
+        work_bytes: int = MAX_WORK_BYTES,
+        seconds: float = MAX_RENDER_SECONDS,
+        slice_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.clock = clock
+        started = clock()
         self.left = work_bytes
-        self.deadline = time.monotonic() + seconds
+        self.deadline = started + seconds
+        self.slice_end = math.inf if slice_s is None else started + slice_s
 
     def charge(self, size: int, what: str) -> None:
         """Account for `size` bytes about to be created by `what`; raise past a limit."""
@@ -75,7 +94,10 @@ class Budget:
             raise TemplateLimit(
                 f"template builds more than {MAX_WORK_BYTES:,} bytes in total (at {what})"
             )
-        if time.monotonic() > self.deadline:
+        current = self.clock()
+        if current > self.slice_end:
+            raise RenderSliceExceeded(what)
+        if current > self.deadline:
             raise TemplateLimit(f"template ran longer than {MAX_RENDER_SECONDS:g} s (at {what})")
 
 
@@ -83,9 +105,15 @@ _current: ContextVar[Budget | None] = ContextVar("template_budget", default=None
 
 
 @contextmanager
-def render_budget() -> Iterator[Budget]:
-    """A fresh budget for the render inside the block (renders never share one)."""
-    budget = Budget()
+def render_budget(
+    slice_s: float | None = None, clock: Callable[[], float] = time.monotonic
+) -> Iterator[Budget]:
+    """A fresh budget for the render inside the block (renders never share one).
+
+    The time limit is wall time by default; a render process that runs at a low priority
+    counts its own CPU time instead (`time.process_time`), so a busy machine does not fail it.
+    """
+    budget = Budget(slice_s=slice_s, clock=clock)
     token = _current.set(budget)
     try:
         yield budget

@@ -16,7 +16,8 @@ The render context is::
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -28,12 +29,20 @@ from shared.nodes.contract import NodeError
 from shared.nodes.template_env import BoundedEnvironment
 from shared.nodes.template_limits import (
     MAX_VALUE_BYTES,
+    RenderSliceExceeded,
     TemplateLimit,
     check_value,
     render_budget,
 )
 
-__all__ = ["TemplateError", "check_syntax", "is_template", "render"]
+__all__ = [
+    "RenderSliceExceeded",
+    "TemplateError",
+    "check_syntax",
+    "is_template",
+    "render",
+    "render_measured",
+]
 
 # One `{{ ... }}` filling the whole string (surrounding whitespace aside): evaluated as an
 # expression so `"{{ trigger.body.amount }}"` stays a number instead of becoming "150".
@@ -108,6 +117,8 @@ def _render_bounded(source: str, context: Mapping[str, Any]) -> Any:
 def _render_string(source: str, context: Mapping[str, Any]) -> Any:
     try:
         return _render_bounded(source, context)
+    except RenderSliceExceeded:
+        raise
     except TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error: {exc.message}") from exc
     except SecurityError as exc:
@@ -128,16 +139,34 @@ def _render_value(value: Any, context: Mapping[str, Any]) -> Any:
     return value
 
 
-def render(value: Any, context: Mapping[str, Any]) -> Any:
+def render(
+    value: Any,
+    context: Mapping[str, Any],
+    *,
+    slice_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Any:
     """Render every template inside `value` (walking dicts and lists) against `context`.
 
     A string that is exactly one `{{ expr }}` keeps the expression's type (missing → None);
     any other string containing `{{`/`{%` renders to a string (missing values → "").
     Non-string leaves and dict keys are returned unchanged. All templates in `value` share one
-    budget of size, work and time (template_limits.py). Raises `TemplateError`.
+    budget of size, work and time (template_limits.py). Raises `TemplateError`, or
+    `RenderSliceExceeded` once past `slice_s` seconds (when given).
     """
-    with render_budget():
+    with render_budget(slice_s, clock):
         return _render_value(value, context)
+
+
+def render_measured(value: Any, context: Mapping[str, Any]) -> tuple[bool, Any, float]:
+    """`render` for another process: (True, result, CPU seconds) or (False, error message, CPU
+    seconds). Plain data both ways, so it pickles whatever the error's class."""
+    started = time.process_time()
+    try:
+        result = render(value, context, clock=time.process_time)
+    except NodeError as exc:
+        return False, exc.message, time.process_time() - started
+    return True, result, time.process_time() - started
 
 
 def _syntax_error(source: str) -> str | None:

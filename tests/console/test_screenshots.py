@@ -35,6 +35,9 @@ NODES = [
     {"id": "pause", "type": "delay", "params": {"seconds": 0.3}},
     {"id": "note", "type": "log", "params": {"message": "order {{ steps.shape.order }} seen"}},
 ]
+WIDER_THAN_THE_PAGE = """[...document.querySelectorAll('main *')]
+  .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+  .slice(-3).map(e => e.outerHTML.slice(0, 120))"""
 
 
 def _folder(tmp_path: Path) -> Path:
@@ -54,6 +57,8 @@ def _sample(stack: Stack, user: ApiUser) -> tuple[dict[str, Any], str, str]:
     closed = f"http://127.0.0.1:{free_port()}/orders"
     failing = {"id": "post", "type": "http_request", "params": {"method": "POST", "url": closed}}
     with user.client("workflows") as api:
+        secret = {"name": "crm_token", "type": "bearer", "data": {"token": "not shown anywhere"}}
+        assert api.post("/credentials", json=secret).is_success
         assert api.put(
             f"/workflows/{workflow['id']}",
             json={"name": workflow["name"], "nodes": [*NODES, failing]},
@@ -73,6 +78,9 @@ def test_main_pages(browser: Any, stack: Stack, user: ApiUser, tmp_path: Path, s
         "runs": f"#/workflows/{workflow['id']}/runs",
         "run": f"#/runs/{succeeded}",
         "run-failed": f"#/runs/{failed}",
+        "all-runs": "#/runs",
+        "editor": f"#/workflows/{workflow['id']}/edit",
+        "credentials": "#/credentials",
     }
     for width, suffix in ((1000, ""), (360, "-360")):
         console = new_console(browser, stack, color_scheme=scheme)
@@ -88,9 +96,17 @@ def test_main_pages(browser: Any, stack: Stack, user: ApiUser, tmp_path: Path, s
                 overflow = console.page.evaluate(
                     "document.documentElement.scrollWidth - document.documentElement.clientWidth"
                 )
-                assert overflow <= 0, f"{name} at {width} px scrolls sideways by {overflow} px"
-                if width == 1000 or name in ("workflows", "run"):
+                # The last elements sticking out name the culprit when this fails.
+                wide = console.page.evaluate(WIDER_THAN_THE_PAGE)
+                where = f"{name} at {width} px"
+                assert overflow <= 0, f"{where} scrolls sideways by {overflow} px: {wide}"
+                if width == 1000 or name in ("workflows", "run", "editor"):
                     console.page.screenshot(path=str(folder / f"{name}-{scheme}{suffix}.png"))
+            console.page.get_by_role("button", name="Log out").click()
+            console.page.get_by_role("link", name="Register").click()
+            expect(console.page.get_by_role("heading", name="Register")).to_be_visible()
+            if width == 1000:
+                console.page.screenshot(path=str(folder / f"register-{scheme}.png"))
             assert console.problems == []
         finally:
             console.page.context.close()

@@ -1,7 +1,7 @@
 """Credentials at the render step: the only place a credential's plaintext exists.
 
 For a node that names credentials (`params.credential`, `{{ secrets.<name> }}`), the sealed rows
-are read when the node is about to run and opened only as the templates read them. Secrets may
+are read when the node is about to run and only the names it uses are opened. Secrets may
 be read only where `http_request` sends them, untransformed (shared/credentials.py); a node that
 breaks the rule fails before anything is opened. The params are rendered twice: once with the
 real values (what the node gets) and once with every field that reads a secret replaced whole by
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.worker.engine.fairness import FairRenderer
 from shared.credentials import (
     HEADER_TYPES,
     auth_header,
@@ -35,7 +36,7 @@ from shared.credentials import (
     secret_use_issues,
 )
 from shared.crypto import DecryptionFailed, Keyring, credential_context
-from shared.nodes import Halt, NodeContext, NodeDefinition, NodeError, NodeSpec, render
+from shared.nodes import Halt, NodeContext, NodeDefinition, NodeError, NodeSpec
 from shared.nodes.credential_binding import CredentialBinding, bound
 
 # Values shorter than this are not scrubbed from outputs: replacing every "ab" in a response
@@ -58,31 +59,6 @@ class _Sealed:
     type: str
     data: str
     allowed_hosts: tuple[str, ...] = ()
-
-
-class _Secrets(Mapping[str, str]):
-    """`secrets` in the templates: a value is decrypted when a template reads it."""
-
-    def __init__(self, keyring: Keyring, sealed: Mapping[str, _Sealed]) -> None:
-        self._keyring = keyring
-        self._sealed = sealed
-        self.opened: dict[str, str] = {}
-
-    def __getitem__(self, name: str) -> str:
-        if name not in self.opened:
-            self.opened[name] = _open(self._keyring, name, self._sealed[name])["value"]
-        return self.opened[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._sealed)
-
-    def __len__(self) -> int:
-        return len(self._sealed)
-
-    def __repr__(self) -> str:
-        return "[secrets]"
-
-    __str__ = __repr__
 
 
 def _open(keyring: Keyring, name: str, sealed: _Sealed) -> dict[str, str]:
@@ -170,6 +146,10 @@ def _scrubbing(
     return dataclasses.replace(spec, run=run)
 
 
+# Outside a run's CPU account it renders inline, as before (tests, tools).
+_INLINE = FairRenderer()
+
+
 @dataclass(frozen=True)
 class RenderedParams:
     """A node's params rendered with its credentials, and what the engine must do about them."""
@@ -205,6 +185,7 @@ class CredentialVault:
         node: NodeDefinition,
         spec: NodeSpec[Any],
         context: Mapping[str, Any],
+        renderer: FairRenderer | None = None,
     ) -> RenderedParams:
         """The params for the node and for the record, and the spec to execute.
 
@@ -212,9 +193,10 @@ class CredentialVault:
         a secret used where the rule forbids it, or a template error; its message never
         contains a credential's value.
         """
+        renderer = renderer or _INLINE
         refs = references(node.params)
         if not refs:
-            rendered = render(node.params, context)
+            rendered = await renderer.render(node.params, context)
             return RenderedParams(rendered, rendered, spec)
         # Workflows saved before the rule (docs/credentials.md) are held to it here.
         misused = secret_use_issues(node.type, node.params) if refs.secrets else []
@@ -234,14 +216,17 @@ class CredentialVault:
                 raise NodeError(
                     f"secrets.{name} reads a secret credential; {name!r} is a {row.type}"
                 )
-        secrets = _Secrets(self.keyring, wanted)
-        shown = render(mask_secret_fields(node.params), context)
+        # Opened before rendering, as a plain mapping: the render may run in a render process
+        # (fairness.py), and these are exactly the values the templates read (the rule allows
+        # only bare `{{ secrets.<name> }}`), so every one of them is scrubbed afterwards.
+        secrets = {name: _open(self.keyring, name, row)["value"] for name, row in wanted.items()}
+        shown = await renderer.render(mask_secret_fields(node.params), context)
         try:
-            rendered = render(node.params, {**context, "secrets": secrets})
+            rendered = await renderer.render(node.params, {**context, "secrets": secrets})
         except NodeError as exc:
-            raise NodeError(scrub(exc.message, secrets.opened)) from None
+            raise NodeError(scrub(exc.message, secrets)) from None
         used: dict[str, str] = {}
-        for name, value in secrets.opened.items():
+        for name, value in secrets.items():
             used.update(encoded_forms(name, value))
         header_templates = node.params.get("headers")
         headers = (

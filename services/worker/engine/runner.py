@@ -22,6 +22,7 @@ import httpx
 import orjson
 
 from services.worker.engine.credentials import CredentialVault
+from services.worker.engine.fairness import FairRenderer
 from services.worker.engine.records import encode_json, record_payload
 from services.worker.engine.steps import (
     FAILED,
@@ -36,7 +37,7 @@ from services.worker.engine.steps import (
 )
 from services.worker.loop import EngineLoop
 from shared.hooks import resume_url
-from shared.nodes import NodeDefinition, NodeError, NodeRegistry, Park, render
+from shared.nodes import NodeDefinition, NodeError, NodeRegistry, Park
 
 CANCELLED = "cancelled"
 # (status, run error, note on the steps not run) of a run stopped by a cancellation.
@@ -122,8 +123,12 @@ class NodeRunner:
         resume_key: bytes = b"",
         park_after_s: float = 5.0,
         credentials: CredentialVault | None = None,
+        renderer: FairRenderer | None = None,
+        cpu_budget_s: float = 30.0,
     ) -> None:
         self.registry = registry
+        # Each delivery's CPU budget (engine/fairness.py), opened by the engine around `run`.
+        self.cpu_budget_s = cpu_budget_s
         self.public_url = public_url
         self.resume_key = resume_key
         self.steps = StepExecutor(
@@ -133,6 +138,7 @@ class NodeRunner:
             engine_loop=engine_loop,
             park_after_s=park_after_s,
             credentials=credentials,
+            renderer=renderer,
         )
 
     def context(self, run: RunIdentity, trigger: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,7 +208,7 @@ class NodeRunner:
                         current.started_at = datetime.now(UTC)
                         step_clock = time.perf_counter()
                         steps.append(current)
-                        skipped = self._skip_reason(node, context, current)
+                        skipped = await self._skip_reason(node, context, current)
                         if skipped is not None:
                             current.status, current.error = SKIPPED, skipped
                             context["steps"][node.id] = None
@@ -267,7 +273,7 @@ class NodeRunner:
         record.resume_output = orjson.Fragment(encode_json(state))
         return ParkRequest(position, resume_at, park)
 
-    def _skip_reason(
+    async def _skip_reason(
         self, node: NodeDefinition, context: dict[str, Any], record: StepRecord
     ) -> str | None:
         """Evaluate the node's `if`; the skip note when it is falsy, None to run the node.
@@ -277,7 +283,7 @@ class NodeRunner:
         if node.condition is None:
             return None
         try:
-            holds = render(node.condition, context)
+            holds = await self.steps.renderer.render(node.condition, context)
         except NodeError as exc:
             record.status, record.error = FAILED, f"condition failed: {exc.message}"
             return None

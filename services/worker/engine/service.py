@@ -23,6 +23,7 @@ from services.worker import metrics
 from services.worker.engine import repository
 from services.worker.engine.cancels import CancelWatch
 from services.worker.engine.delivery import DeliveryConnection, DeliveryHooks
+from services.worker.engine.fairness import run_cpu
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json, redact
 from services.worker.engine.runner import (
@@ -135,7 +136,8 @@ class RunEngine:
         ) as span:
             db = DeliveryConnection(self.db)
             try:
-                result = await self._execute(job, job_timeout_s, db, span)
+                with run_cpu(self.runner.cpu_budget_s):
+                    result = await self._execute(job, job_timeout_s, db, span)
             finally:
                 self.cancels.forget(job["run_id"])
                 await db.close()

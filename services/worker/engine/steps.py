@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from services.worker import metrics
 from services.worker.engine.credentials import CredentialVault
+from services.worker.engine.fairness import FairRenderer, current_run_cpu
 from services.worker.engine.records import encode_json, record_payload, redact
 from services.worker.engine.secret_scope import (
     current,
@@ -138,10 +139,12 @@ class StepExecutor:
         engine_loop: EngineLoop | None,
         park_after_s: float,
         credentials: CredentialVault | None = None,
+        renderer: FairRenderer | None = None,
         jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self.http = http
         self.credentials = credentials or CredentialVault()
+        self.renderer = renderer or FairRenderer()
         self.payload_max_bytes = payload_max_bytes
         self.max_retry_wait_s = max_retry_wait_s
         self.engine_loop = engine_loop
@@ -247,7 +250,9 @@ class StepExecutor:
     ) -> StepResult:
         try:
             # With credentials: the values for the node, placeholders for the record (shown).
-            prepared = await self.credentials.render(run.workflow_id, node, spec, context)
+            prepared = await self.credentials.render(
+                run.workflow_id, node, spec, context, self.renderer
+            )
         except NodeError as exc:
             record.input = record_payload(
                 redact(node.params, spec.secret_params), self.payload_max_bytes
@@ -330,10 +335,15 @@ class StepExecutor:
         if not spec.runs_inline or self.engine_loop is None:
             return await spec.execute(ctx, params)
         self.engine_loop.inline_activity = f"node '{node_id}' ({spec.type}) ran inline"
+        started = time.thread_time()
         try:
             return spec.run(ctx, params)
         finally:
             self.engine_loop.inline_activity = None
+            account = current_run_cpu()
+            if account is not None:
+                # Charged without failing: the node's work is done; the next step pays.
+                account.spent_s += time.thread_time() - started
 
     def _retry_wait(self, error: NodeError, node: NodeDefinition, tries: int) -> float:
         retry_after = getattr(error, "retry_after", None)

@@ -108,9 +108,22 @@ def _clear_cookie(response: Response) -> None:
     response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
 
 
+def _without_input(detail: Any) -> Any:
+    """Auth's 422 entries minus the rejected `input`: it may be the password just typed."""
+    if not isinstance(detail, list):
+        return detail
+    keep = ("loc", "msg", "type")
+    return [{k: v for k, v in e.items() if k in keep} if isinstance(e, dict) else e for e in detail]
+
+
+def _browser(request: Request) -> str:
+    # The browser's address (or what the Ingress forwarded): auth throttles logins per browser.
+    return request.client.host if request.client else "unknown"
+
+
 def _failure(exc: AuthRejected | AuthUnavailable) -> JSONResponse:
     if isinstance(exc, AuthRejected):
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        return JSONResponse({"detail": _without_input(exc.detail)}, status_code=exc.status)
     return JSONResponse({"detail": "the auth service is unavailable; try again"}, status_code=503)
 
 
@@ -121,13 +134,27 @@ async def log_in(
     """Log in with email and password: the access token in the body, the refresh token in an
     HttpOnly SameSite=Strict cookie."""
     try:
-        # The browser's address (or what the Ingress forwarded): auth throttles per browser.
-        browser = request.client.host if request.client else "unknown"
-        pair = await auth.login(body.email, body.password, browser)
+        pair = await auth.login(body.email, body.password, _browser(request))
     except (AuthRejected, AuthUnavailable) as exc:
         return _failure(exc)
     tokens = page_tokens(pair)
     response = JSONResponse(tokens.model_dump())
+    _set_cookie(response, request, pair["refresh_token"], settings.refresh_token_ttl_seconds)
+    return response
+
+
+@session_router.post("/console/register", response_model=ConsoleTokens)
+async def register(
+    body: Login, request: Request, auth: AuthDep, settings: SettingsDep
+) -> ConsoleTokens | JSONResponse:
+    """Create an account with auth, then log in as for `POST /console/session`. Through this
+    origin for the same reason as login: the browser never talks to auth directly."""
+    try:
+        await auth.register(body.email, body.password)
+        pair = await auth.login(body.email, body.password, _browser(request))
+    except (AuthRejected, AuthUnavailable) as exc:
+        return _failure(exc)
+    response = JSONResponse(page_tokens(pair).model_dump())
     _set_cookie(response, request, pair["refresh_token"], settings.refresh_token_ttl_seconds)
     return response
 

@@ -48,7 +48,7 @@ class ConsoleTokens(BaseModel):
 
 
 class AuthClient:
-    """Calls the auth service's login, refresh and logout endpoints."""
+    """Calls the auth service's register, login, refresh and logout endpoints."""
 
     def __init__(self, http: httpx.AsyncClient, auth_url: str, internal_token: str) -> None:
         self._http = http
@@ -67,12 +67,21 @@ class AuthClient:
         """A new token pair (the old refresh token is spent); AuthRejected when it is not valid."""
         return await self._post("/auth/refresh", {"refresh_token": refresh_token})
 
+    async def register(self, email: str, password: str) -> None:
+        """Create the account; AuthRejected (422) names a weak password or a malformed email.
+
+        Auth answers a taken email like a new one (it does not tell who has an account): the
+        login that follows is what fails then, with auth's usual 401.
+        """
+        body = {"email": email, "password": password}
+        await self._post("/auth/register", body, expected=201, tokens=False)
+
     async def logout(self, refresh_token: str) -> None:
         """Revoke the token's whole refresh family; AuthRejected when it is not valid."""
-        await self._send("/auth/logout", {"refresh_token": refresh_token}, {})
+        await self._send("/auth/logout", {"refresh_token": refresh_token}, {}, expected=204)
 
     async def _send(
-        self, path: str, body: dict[str, str], headers: dict[str, str]
+        self, path: str, body: dict[str, str], headers: dict[str, str], *, expected: int
     ) -> httpx.Response:
         try:
             response = await self._http.post(
@@ -82,21 +91,25 @@ class AuthClient:
             raise AuthUnavailable(type(exc).__name__) from None
         if response.status_code >= 500:
             raise AuthUnavailable(f"auth answered {response.status_code}")
-        if 400 <= response.status_code < 500:
+        if response.status_code != expected:
             raise AuthRejected(response.status_code, _detail(response))
         return response
 
     async def _post(
-        self, path: str, body: dict[str, str], headers: dict[str, str] | None = None
+        self,
+        path: str,
+        body: dict[str, str],
+        headers: dict[str, str] | None = None,
+        *,
+        expected: int = 200,
+        tokens: bool = True,
     ) -> dict[str, Any]:
-        response = await self._send(path, body, headers or {})
+        response = await self._send(path, body, headers or {}, expected=expected)
         try:
             payload: Any = response.json()
         except ValueError:
             raise AuthUnavailable("auth answered something that is not JSON") from None
-        if response.status_code != 200 or not isinstance(payload, dict):
-            raise AuthUnavailable(f"auth answered {response.status_code} without tokens")
-        if "access_token" not in payload:
+        if not isinstance(payload, dict) or (tokens and "access_token" not in payload):
             raise AuthUnavailable("auth answered without tokens")
         return payload
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,9 @@ CONSOLE = {"x-automateos-console": "1"}
 VENDORED = {
     "vendor/htm-preact-standalone-3.1.1.js": (
         "72284e8e9079c87817145df1110f74e8a2aa040b2fc384922e18dfcb46fc1fd7"
-    )
+    ),
+    # js-yaml@4.1.0's dist/js-yaml.mjs (MIT), for the editor's YAML.
+    "vendor/js-yaml-4.1.0.js": "16f210b939b359b6ec8dde581eb62c157185711dc7b719b33779c43db5c31a91",
 }
 
 
@@ -62,6 +65,12 @@ class TestFiles:
         for module in STATIC.rglob("*.js"):
             imports |= set(re.findall(r"from '(\.[^']+)'", module.read_text()))
         assert "./vendor/htm-preact-standalone-3.1.1.js" in imports
+        assert "./vendor/js-yaml-4.1.0.js" in imports
+
+    def test_every_vendored_file_has_its_licence_beside_it(self) -> None:
+        for name in VENDORED:
+            library = name.removeprefix("vendor/").split("-")[0]
+            assert list((STATIC / "vendor").glob(f"{library}-*.LICENSE")), name
 
     def test_a_bare_console_path_redirects(self, browserless: httpx.Client) -> None:
         response = browserless.get("/console")
@@ -142,6 +151,37 @@ class TestSession:
         assert response.status_code == 204
         assert COOKIE not in browserless.cookies
         assert browserless.post("/console/session/refresh", headers=CONSOLE).status_code == 204
+
+
+class TestRegister:
+    def test_registers_and_logs_in_with_the_new_account(self, browserless: httpx.Client) -> None:
+        body = {"email": f"new-{secrets.token_hex(4)}@example.com", "password": "a long new secret"}
+        response = browserless.post("/console/register", json=body, headers=CONSOLE)
+        assert response.status_code == 200, response.text
+        assert set(response.json()) == {"access_token", "token_type", "expires_in"}
+        assert "httponly" in response.headers["set-cookie"].lower()
+        headers = {"authorization": f"Bearer {response.json()['access_token']}"}
+        assert browserless.get("/workflows", headers=headers).status_code == 200
+
+    def test_a_weak_password_is_422_without_echoing_it(self, browserless: httpx.Client) -> None:
+        body = {"email": f"new-{secrets.token_hex(4)}@example.com", "password": "password"}
+        response = browserless.post("/console/register", json=body, headers=CONSOLE)
+        assert response.status_code == 422, response.text
+        assert "password" in response.text
+        assert '"input"' not in response.text
+        assert "set-cookie" not in response.headers
+
+    def test_a_taken_email_with_another_password_does_not_log_in(
+        self, browserless: httpx.Client, user: ApiUser
+    ) -> None:
+        body = {"email": user.email, "password": "somebody else entirely"}
+        response = browserless.post("/console/register", json=body, headers=CONSOLE)
+        assert response.status_code == 401
+        assert "set-cookie" not in response.headers
+
+    def test_needs_the_console_header(self, browserless: httpx.Client) -> None:
+        body = {"email": "x@example.com", "password": "a long new secret"}
+        assert browserless.post("/console/register", json=body).status_code == 403
 
 
 class TestAuthDown:

@@ -8,9 +8,21 @@ let accessToken = null;
 let refreshTimer = null;
 let onSignedOut = () => {};
 
+// FastAPI's 422 entries as one readable line: "nodes.fetch.params.url: field required".
+function describe(detail) {
+  if (typeof detail === 'string') return detail;
+  if (Array.isArray(detail)) {
+    return detail.map((e) => {
+      const where = Array.isArray(e.loc) ? e.loc.filter((p) => p !== 'body').join('.') : '';
+      return where ? `${where}: ${e.msg}` : String(e.msg ?? JSON.stringify(e));
+    }).join('; ');
+  }
+  return JSON.stringify(detail);
+}
+
 export class ApiError extends Error {
   constructor(status, detail) {
-    super(typeof detail === 'string' ? detail : JSON.stringify(detail));
+    super(describe(detail));
     this.status = status;
     this.detail = detail;
   }
@@ -46,8 +58,17 @@ async function detailOf(response) {
   }
 }
 
-export async function logIn(email, password) {
-  const response = await fetch('/console/session', {
+export function logIn(email, password) {
+  return startSession('/console/session', email, password);
+}
+
+// Creates the account (through this origin, like login) and logs in with it.
+export function register(email, password) {
+  return startSession('/console/register', email, password);
+}
+
+async function startSession(path, email, password) {
+  const response = await fetch(path, {
     method: 'POST',
     headers: { ...CONSOLE_HEADER, 'content-type': 'application/json' },
     body: JSON.stringify({ email, password }),

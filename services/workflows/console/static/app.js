@@ -2,7 +2,10 @@
 import { html, render, useEffect, useState } from './vendor/htm-preact-standalone-3.1.1.js';
 import { logOut, restore, setSignedOutHandler, signedIn } from './api.js';
 import { Loading, NotFound, Problem } from './components.js';
-import { LoginPage } from './views/login.js';
+import { AllRunsPage } from './views/all-runs.js';
+import { CredentialsPage } from './views/credentials.js';
+import { EditorPage } from './views/editor.js';
+import { LoginPage, RegisterPage } from './views/login.js';
 import { RunPage } from './views/run.js';
 import { RunsPage } from './views/runs.js';
 import { WorkflowPage } from './views/workflow.js';
@@ -28,7 +31,13 @@ function useRoute() {
 function page({ parts, query }) {
   const [first, id, sub] = parts;
   if (!first) return html`<${WorkflowsPage} />`;
+  if (first === 'workflows' && id === 'new' && !sub) return html`<${EditorPage} key="new" />`;
   if (first === 'workflows' && id && !sub) return html`<${WorkflowPage} key=${id} id=${id} />`;
+  if (first === 'workflows' && id && sub === 'edit' && parts.length === 3) {
+    return html`<${EditorPage} key=${`edit-${id}`} id=${id} />`;
+  }
+  if (first === 'runs' && !id) return html`<${AllRunsPage} key=${query.toString()} query=${query} />`;
+  if (first === 'credentials' && !id) return html`<${CredentialsPage} />`;
   if (first === 'workflows' && id && sub === 'runs' && parts.length === 3) {
     return html`<${RunsPage} key=${id} workflowId=${id} query=${query} />`;
   }
@@ -57,7 +66,12 @@ function App() {
   let main;
   if (state === 'starting') main = html`<${Loading} />`;
   else if (state === 'signed-out' || !signedIn()) {
-    main = html`<${LoginPage} onDone=${() => { setProblem(null); setState('signed-in'); }} />`;
+    const done = () => { setProblem(null); setState('signed-in'); };
+    main = route.parts[0] === 'register'
+      ? html`<${RegisterPage} onDone=${() => { done(); window.location.hash = '#/'; }} />`
+      : html`<${LoginPage} onDone=${done} />`;
+  } else if (route.parts[0] === 'register') {
+    main = html`<p>You are logged in. <a href="#/">Your workflows</a></p>`;
   } else main = page(route);
 
   return html`
@@ -65,6 +79,8 @@ function App() {
       <a class="brand" href="#/">AutomateOS</a>
       ${state === 'signed-in' && html`<nav aria-label="Main">
         <a href="#/">Workflows</a>
+        <a href="#/runs">Runs</a>
+        <a href="#/credentials">Credentials</a>
         <button type="button" class="link" onClick=${leave}>Log out</button>
       </nav>`}
     </header>

@@ -80,3 +80,38 @@ export function NotFound({ what }) {
   return html`<section class="not-found"><h1>${what} not found</h1>
     <p>It does not exist, or it is not yours.</p><p><a href="#/">Back to workflows</a></p></section>`;
 }
+
+// Why a queued or waiting run is not running (`waiting_reason`, `waiting_detail`), in words.
+// Older APIs do not send the fields: then there is nothing to say.
+const REASONS = {
+  queue: 'in the queue',
+  concurrency_limit: 'concurrency limit reached',
+  throttled: 'throttled',
+  debounced: 'debounced',
+  delay: 'delayed',
+  callback: 'waiting for its callback',
+  child_run: 'waiting for a child run',
+  no_worker: 'no worker is taking jobs',
+};
+
+export function waitingText(run) {
+  const reason = run && run.waiting_reason;
+  if (!reason) return null;
+  const detail = run.waiting_detail && typeof run.waiting_detail === 'object' ? run.waiting_detail : {};
+  const parts = [REASONS[reason] || String(reason)];
+  if (typeof detail.ahead === 'number') parts.push(`${detail.ahead} ahead`);
+  if (detail.key !== undefined) parts.push(`key ${String(detail.key)}`);
+  if (typeof detail.limit === 'number') parts.push(`limit ${detail.limit}`);
+  if (detail.resume_at) parts.push(`until ${when(detail.resume_at)}`);
+  if (detail.recovered) parts.push('recovered from a stopped worker');
+  return parts.join(' · ');
+}
+
+export function Waiting({ run }) {
+  const text = waitingText(run);
+  return text ? html`<span class="waiting" data-testid="waiting-reason">${text}</span>` : null;
+}
+
+export function runLink(id) {
+  return `#/runs/${encodeURIComponent(id)}`;
+}

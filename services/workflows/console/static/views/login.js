@@ -1,8 +1,9 @@
 import { html, useState } from '../vendor/htm-preact-standalone-3.1.1.js';
-import { logIn } from '../api.js';
+import { logIn, register } from '../api.js';
 import { Problem } from '../components.js';
 
-export function LoginPage({ onDone }) {
+// One form for both: logging in, or creating an account and logging in with it.
+function SessionForm({ title, action, busyLabel, newPassword, onDone, children }) {
   const [problem, setProblem] = useState(null);
   const [busy, setBusy] = useState(false);
 
@@ -12,7 +13,7 @@ export function LoginPage({ onDone }) {
     setBusy(true);
     setProblem(null);
     try {
-      await logIn(String(form.get('email')), String(form.get('password')));
+      await action(String(form.get('email')), String(form.get('password')));
       onDone();
     } catch (error) {
       setProblem(error);
@@ -22,13 +23,28 @@ export function LoginPage({ onDone }) {
   };
 
   return html`<section class="login">
-    <h1>Log in</h1>
+    <h1>${title}</h1>
     <form onSubmit=${submit}>
       <label>Email <input name="email" type="email" autocomplete="username" required autofocus /></label>
-      <label>Password <input name="password" type="password" autocomplete="current-password" required /></label>
-      <button type="submit" disabled=${busy}>${busy ? 'Logging in…' : 'Log in'}</button>
+      <label>Password <input name="password" type="password" required
+        autocomplete=${newPassword ? 'new-password' : 'current-password'}
+        minlength=${newPassword ? 8 : undefined} /></label>
+      <button type="submit" disabled=${busy}>${busy ? busyLabel : title}</button>
     </form>
     <${Problem} error=${problem} />
-    <p class="hint">No account yet? Register with <code>POST /auth/register</code> (see the README).</p>
+    ${children}
   </section>`;
+}
+
+export function LoginPage({ onDone }) {
+  return html`<${SessionForm} title="Log in" action=${logIn} busyLabel="Logging in…" onDone=${onDone}>
+    <p class="hint">No account yet? <a href="#/register">Register</a>.</p>
+  </${SessionForm}>`;
+}
+
+export function RegisterPage({ onDone }) {
+  return html`<${SessionForm} title="Register" action=${register} busyLabel="Registering…" newPassword=${true}
+    onDone=${onDone}>
+    <p class="hint">At least 8 characters, not a common password. Already registered? <a href="#/">Log in</a>.</p>
+  </${SessionForm}>`;
 }

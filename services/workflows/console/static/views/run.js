@@ -1,48 +1,11 @@
 import { html, useState } from '../vendor/htm-preact-standalone-3.1.1.js';
 import { api } from '../api.js';
 import {
-  ACTIVE_STATUSES, CopyButton, Json, Loading, NotFound, Problem, Status, duration, usePolling, when,
+  ACTIVE_STATUSES, Json, Loading, NotFound, Problem, Status, Waiting, duration, runLink, usePolling, when,
 } from '../components.js';
+import { Steps } from './steps.js';
 
 const LIVE_MS = 1000;
-
-function ms(iso) {
-  const t = iso ? Date.parse(iso) : NaN;
-  return Number.isNaN(t) ? null : t;
-}
-
-// Where each step sits on one time axis: offsets and widths as fractions of the whole run.
-function timeline(run) {
-  const starts = run.steps.map((s) => ms(s.started_at)).filter((t) => t !== null);
-  const origin = ms(run.started_at) ?? (starts.length ? Math.min(...starts) : null);
-  if (origin === null) return null;
-  const ends = run.steps.map((s) => (ms(s.started_at) ?? origin) + (s.duration_ms || 0));
-  const finished = ms(run.finished_at);
-  const end = Math.max(finished ?? Date.now(), ...ends, origin + 1);
-  const total = end - origin;
-  return run.steps.map((s) => {
-    const start = (ms(s.started_at) ?? origin) - origin;
-    return { left: start / total, width: Math.max((s.duration_ms || 0) / total, 0.004) };
-  });
-}
-
-function Step({ step, bar }) {
-  const failed = step.status === 'failed';
-  return html`<li class=${`step step-${failed ? 'failed' : 'ok'}`}>
-    <div class="row">
-      <strong>${step.node_id}</strong><span class="pill">${step.type}</span>
-      <${Status} value=${step.status} />
-      <span class="muted">${duration(step.duration_ms)}${step.attempt > 1 ? ` · attempt ${step.attempt}` : ''}</span>
-    </div>
-    ${bar && html`<div class="track" aria-hidden="true"><div class="bar"
-      style=${{ marginLeft: `${(bar.left * 100).toFixed(2)}%`, width: `${(bar.width * 100).toFixed(2)}%` }}></div></div>`}
-    ${step.error && html`<pre class="error-text" tabindex="0">${step.error}</pre>`}
-    ${step.resume_url && html`<div class="row hook"><code class="url">${step.resume_url}</code>
-      <${CopyButton} text=${step.resume_url} label="Copy resume URL" /></div>`}
-    <${Json} label="input" value=${step.input} />
-    <${Json} label="output" value=${step.output} open=${false} />
-  </li>`;
-}
 
 export function RunPage({ id }) {
   const [run, setRun] = useState(null);
@@ -74,7 +37,6 @@ export function RunPage({ id }) {
 
   if (missing) return html`<${NotFound} what="Run" />`;
   if (run === null) return problem ? html`<${Problem} error=${problem} />` : html`<${Loading} />`;
-  const bars = timeline(run);
   const workflow = `#/workflows/${encodeURIComponent(run.workflow_id)}`;
   const trigger = run.trigger || {};
   return html`<section>
@@ -90,7 +52,10 @@ export function RunPage({ id }) {
       <div><dt>Version</dt><dd>${run.workflow_version}</dd></div>
       <div><dt>Attempt</dt><dd>${run.attempt}</dd></div>
       ${run.resume_at && html`<div><dt>Resumes</dt><dd>${when(run.resume_at)}</dd></div>`}
-      ${run.retry_of && html`<div><dt>Retry of</dt><dd><a href=${`#/runs/${encodeURIComponent(run.retry_of)}`}>${run.retry_of}</a></dd></div>`}
+      ${run.retry_of && html`<div><dt>Retry of</dt><dd><a href=${runLink(run.retry_of)}>${run.retry_of}</a></dd></div>`}
+      ${run.replay_of && html`<div><dt>Replay of</dt><dd><a href=${runLink(run.replay_of)} data-testid="replay-of">${run.replay_of}</a></dd></div>`}
+      ${run.parent_run_id && html`<div><dt>Parent run</dt><dd><a href=${runLink(run.parent_run_id)} data-testid="parent-run">${run.parent_run_id}</a></dd></div>`}
+      ${run.waiting_reason && html`<div><dt>Waiting</dt><dd><${Waiting} run=${run} /></dd></div>`}
     </dl>
     ${run.error && html`<pre class="error-text run-error" role="alert" tabindex="0">${run.error}</pre>`}
     <div class="actions">
@@ -100,7 +65,7 @@ export function RunPage({ id }) {
     <${Problem} error=${problem} />
     <h2>Steps</h2>
     ${run.steps.length === 0 && html`<p class="muted">No step has finished yet.</p>`}
-    <ol class="steps">${run.steps.map((step, i) => html`<${Step} key=${`${step.node_id}-${i}`} step=${step} bar=${bars && bars[i]} />`)}</ol>
+    <${Steps} run=${run} />
     <h2>Trigger</h2>
     <p class="muted">${trigger.method || ''} received ${when(trigger.received_at)}</p>
     <${Json} label="body" value=${trigger.body} open=${true} />

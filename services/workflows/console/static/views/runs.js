@@ -1,6 +1,8 @@
 import { html, useState } from '../vendor/htm-preact-standalone-3.1.1.js';
 import { api } from '../api.js';
-import { Loading, NotFound, Problem, STATUSES, Status, duration, usePolling, when } from '../components.js';
+import {
+  Loading, NotFound, Problem, STATUSES, Status, Waiting, duration, usePolling, when,
+} from '../components.js';
 
 const PAGE = 25;
 const REFRESH_MS = 5000;
@@ -11,7 +13,8 @@ function RunRow({ run }) {
       <code>${run.id}</code></a>
     <span>${when(run.accepted_at)}</span>
     <span>${duration(run.duration_ms)}</span>
-    <span class="muted">v${run.workflow_version}${run.retry_of ? ' · retry' : ''}</span>
+    <span class="muted">v${run.workflow_version}${run.retry_of ? ' · retry' : ''}${run.replay_of ? ' · replay' : ''}</span>
+    <${Waiting} run=${run} />
     ${run.error && html`<span class="error-text">${run.error}</span>`}
   </li>`;
 }

@@ -81,6 +81,7 @@ export function WorkflowPage({ id }) {
     <div class="row hook"><code class="url">${workflow.webhook_url}</code>
       <${CopyButton} text=${workflow.webhook_url} label="Copy URL" /></div>
     <div class="actions">
+      <a class="button" href=${`#/workflows/${encodeURIComponent(id)}/edit`}>Edit</a>
       <a class="button" href=${`#/workflows/${encodeURIComponent(id)}/runs`}>Runs</a>
       <button type="button" onClick=${runNow}>Run now</button>
       <button type="button" onClick=${toggle}>${workflow.active ? 'Deactivate' : 'Activate'}</button>

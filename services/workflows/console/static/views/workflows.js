@@ -67,8 +67,8 @@ export function WorkflowsPage() {
   if (problem) return html`<${Problem} error=${problem} />`;
   if (items === null) return html`<${Loading} />`;
   return html`<section>
-    <h1>Workflows</h1>
-    ${items.length === 0 && html`<p>No workflows yet. Create one with <code>POST /workflows</code> (see the README).</p>`}
+    <div class="row"><h1>Workflows</h1><a class="button" href="#/workflows/new">New workflow</a></div>
+    ${items.length === 0 && html`<p>No workflows yet. Create one here, or with <code>POST /workflows</code> (see the README).</p>`}
     <ul class="cards">${items.map((w) => html`<${WorkflowCard} key=${w.id} workflow=${w} />`)}</ul>
     ${next && html`<button type="button" onClick=${() => more(next)}>More workflows</button>`}
   </section>`;
