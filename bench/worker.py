@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bench import graph
 from scripts.localinfra import stop_process
 from shared.queue import RunEnqueuer, RunJob
 from tests.fixtures.servers import running_infra
@@ -95,10 +96,16 @@ class Bench:
             )
         return int(count or 0)
 
-    async def burst(self, queue: str, nodes: list[dict[str, Any]], count: int) -> float:
+    async def burst(
+        self,
+        queue: str,
+        nodes: list[dict[str, Any]],
+        count: int,
+        body: dict[str, Any] | None = None,
+    ) -> float:
         """Enqueue `count` runs at once; seconds until the last is finished (all must succeed)."""
         workflow = await create_workflow(self.db, await create_user(self.db), nodes)
-        jobs = [run_job(workflow, {"n": n}) for n in range(count)]
+        jobs = [run_job(workflow, {"n": n, **(body or {})}) for n in range(count)]
         started = time.perf_counter()
         await self.enqueue(queue, jobs)
         end = started + DEADLINE_S
@@ -244,11 +251,16 @@ async def _waits(bench: Bench, args: argparse.Namespace) -> list[Figure]:
         alone = args.cpu_runs / await bench.burst(queue, CPU_LIGHT, args.cpu_runs)
         await bench.park(queue, args.parked)
         beside = args.cpu_runs / await bench.burst(queue, CPU_LIGHT, args.cpu_runs)
+        graph_rows = await graph.rows(
+            lambda nodes, count, body: bench.burst(queue, nodes, count, body),
+            bench.api.url("/slow/bench-graph?ms=200"),
+        )
     finally:
         stop_process(service.proc, timeout=30)
     return [
         Figure("40 x delay 5 s, until all done", forty, "s", None, "<= 6.5 s"),
         Figure(f"CPU-light beside {args.parked} parked runs", beside, "runs/s", alone, "~1.0x"),
+        *(Figure(*row) for row in graph_rows),
     ]
 
 

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     egress_allowlist: str = ""
     metrics_port: int = 9100
     step_payload_max_bytes: int = 64 * 1024
+    # Nodes of one run that execute at once along a graph's parallel branches (docs/nodes.md).
+    run_max_parallel: int = Field(8, ge=1, le=256)
 
     # `<id>:<base64 32 bytes>`, comma-separated, newest first (shared/crypto.py).
     encryption_keys: str = Field("", repr=False)

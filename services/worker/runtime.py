@@ -119,6 +119,7 @@ class WorkerRuntime:
             runner,
             VersionCache(worker_settings.version_cache_size),
             Parking(self.redis, settings),
+            run_max_parallel=settings.run_max_parallel,
         )
         self.engine_loop.start()
 

@@ -6,7 +6,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, MetaData, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKeyConstraint,
+    Index,
+    MetaData,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -177,4 +185,29 @@ class RunStep(SQLModel, table=True):
     duration_ms: int | None = None
     # The step's whole output while its run is unfinished, for a later delivery to resume from
     # (effectful and parked steps only); the run's final write clears it.
+    resume_output: Any = Field(default=None, sa_type=JSONB, nullable=True)
+
+
+class RunStepItem(SQLModel, table=True):
+    """One item of a for-each step; deleted with its step (retention keeps them together)."""
+
+    __tablename__ = "run_step_items"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "position"],
+            ["run_steps.run_id", "run_steps.position"],
+            ondelete="CASCADE",
+            name="fk_run_step_items_step",
+        ),
+    )
+
+    run_id: uuid.UUID = Field(primary_key=True)
+    position: int = Field(primary_key=True)
+    item_index: int = Field(primary_key=True)
+    status: str = Field(max_length=16)
+    output: Any = Field(default=None, sa_type=JSONB, nullable=True)
+    error: str | None = None
+    started_at: datetime | None = _ts(default=None)
+    duration_ms: int | None = None
+    # As for steps: the whole output of an effectful item until the run ends, for reuse.
     resume_output: Any = Field(default=None, sa_type=JSONB, nullable=True)

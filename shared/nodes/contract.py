@@ -12,7 +12,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +33,8 @@ P = TypeVar("P", bound=BaseModel)
 
 # Node ids become `steps.<id>` in templates, so they must be valid Jinja identifiers.
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Items of one for-each step run at most this many at once (the default: 4).
+MAX_FOR_EACH_CONCURRENCY = 64
 
 
 @dataclass
@@ -190,6 +192,21 @@ class NodeSettings(BaseModel):
         alias="if",
         max_length=4096,
         description="a template; when it renders falsy the step is skipped and the run goes on",
+    )
+    # The graph (docs/nodes.md): without `after` a node follows the one listed before it.
+    after: Annotated[list[str], Field(max_length=100)] | None = Field(
+        default=None, description="ids of the nodes this one starts after ([]: with the trigger)"
+    )
+    join: Literal["all", "any"] = Field(
+        default="all", description="start after every `after` node ended, or the first that ran"
+    )
+    for_each: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="a template giving a list: the node runs once per item (`item`, `item_index`)",
+    )
+    concurrency: Annotated[int, Field(ge=1, le=MAX_FOR_EACH_CONCURRENCY)] | None = Field(
+        default=None, description="items of a for-each run at most this many at once (default 4)"
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.nodes.contract import NODE_ID_PATTERN, NodeDefinition
+from shared.nodes.graph_validation import check_graph
 from shared.nodes.loader import NodeRegistry
 from shared.nodes.templating import check_syntax, is_template
 
@@ -101,7 +102,8 @@ def validate_nodes(nodes: Any, registry: NodeRegistry) -> list[Issue]:
 
     Checks the list itself, each entry's shape and settings, duplicate ids, unknown types,
     template syntax anywhere in params, and params against the node's params model (a field
-    holding a template is exempt from type checks: its type is only known at run time).
+    holding a template is exempt from type checks: its type is only known at run time); then
+    the graph: `after` ids, cycles, `join`, `for_each` and `concurrency`.
     """
     if not isinstance(nodes, list):
         return [Issue(None, "", "nodes must be a list")]
@@ -131,6 +133,9 @@ def validate_nodes(nodes: Any, registry: NodeRegistry) -> list[Issue]:
                 seen[node_id] = index
         issues.extend(_check_condition(label, item))
         issues.extend(_check_params(label, item, registry))
+    if not issues:
+        # Edges are checked on a list whose nodes are sound (ids, types, settings).
+        issues.extend(Issue(node, field, message) for node, field, message in check_graph(nodes))
     return issues
 
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.worker.engine import repository
+from services.worker.engine import items, repository
 from services.worker.engine.cancels import CancelFlag
 from services.worker.engine.parking import Parking
 from services.worker.engine.steps import StepRecord
@@ -117,6 +117,21 @@ class DeliveryHooks:
             await self.db.close()
         if not owned:
             # Cancelled (or taken over by a later delivery): stop at this boundary.
+            self.stopped = True
+        return owned
+
+    async def checkpoint_items(self, step: StepRecord, done: Sequence[items.ItemRecord]) -> bool:
+        """Write these for-each items of `step` before they count as done; as `checkpoint`."""
+        key = {"position": step.position, "node_id": step.node_id, "type": step.type}
+        rows = [item.as_row(step.position, keep_resume=True) for item in done]
+        owned = await self.db.run(
+            "record an item",
+            CHECKPOINT_TRIES,
+            lambda conn: items.checkpoint_items(conn, self.run_id, self.attempt, key, rows),
+        )
+        if not self.hold_connection:
+            await self.db.close()
+        if not owned:
             self.stopped = True
         return owned
 

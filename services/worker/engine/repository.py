@@ -91,7 +91,8 @@ _STEP_COLUMNS = """
     position int, node_id text, type text, status text, input jsonb, output jsonb,
     error text, attempt int, started_at timestamptz, duration_ms int, resume_output jsonb"""
 # Built from constants only (no user input), hence the noqa on the f-strings below.
-_UPSERT_STEPS = f"""
+# Public: the items' final write (engine/items.py) writes the steps beside the items.
+UPSERT_STEPS = _UPSERT_STEPS = f"""
     INSERT INTO run_steps (run_id, position, node_id, type, status, input, output, error,
                            attempt, started_at, duration_ms, resume_output)
     SELECT run.id, s.position, s.node_id, s.type, s.status, s.input, s.output, s.error,

@@ -23,6 +23,7 @@ import orjson
 
 from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.fairness import FairRenderer
+from services.worker.engine.items import RecordedItem
 from services.worker.engine.records import encode_json, record_payload
 from services.worker.engine.steps import (
     FAILED,
@@ -83,6 +84,8 @@ class Resume:
     one is the parked step this delivery ends)."""
 
     recorded: dict[int, RecordedStep] = field(default_factory=dict)
+    # For-each items recorded for reuse, by step position then item index (graph runs only).
+    items: dict[int, dict[int, RecordedItem]] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +96,8 @@ class RunOutcome:
     error: str | None
     steps: list[StepRecord]
     park: ParkRequest | None = None
+    # The rows of for-each items (engine/items.py), written with the steps.
+    item_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RunHooks(Protocol):

@@ -20,7 +20,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.worker import metrics
-from services.worker.engine import repository
+from services.worker.engine import items, repository
 from services.worker.engine.cancels import CancelWatch
 from services.worker.engine.delivery import DeliveryConnection, DeliveryHooks
 from services.worker.engine.fairness import run_cpu
@@ -36,6 +36,7 @@ from services.worker.engine.runner import (
     RunOutcome,
     StepRecord,
 )
+from services.worker.engine.scheduler import DEFAULT_MAX_PARALLEL, GraphRunner
 from services.worker.engine.versions import LoadedVersion, VersionCache, parse_nodes
 from shared.queue import RunJob
 from shared.telemetry import (
@@ -108,9 +109,12 @@ class RunEngine:
         runner: NodeRunner,
         versions: VersionCache,
         parking: Parking,
+        *,
+        run_max_parallel: int = DEFAULT_MAX_PARALLEL,
     ) -> None:
         self.db = db
         self.runner = runner
+        self.graph = GraphRunner(runner, max_parallel=run_max_parallel)
         self.versions = versions
         self.parking = parking
         self.cancels = CancelWatch(parking.client)
@@ -185,6 +189,12 @@ class RunEngine:
                 lambda conn: repository.recorded_steps(conn, run_id),
             )
             resume.recorded = {row["position"]: _recorded(row) for row in rows}
+            if version.plan is not None and version.plan.for_each:
+                resume.items = await db.run(
+                    "load the recorded items",
+                    _START_TRIES,
+                    lambda conn: items.recorded_items(conn, run_id),
+                )
         hold = version.error is None and all(
             (spec := self.runner.registry.get(node.type)) is not None and spec.runs_inline
             for node in version.nodes
@@ -200,9 +210,14 @@ class RunEngine:
         else:
             identity = RunIdentity(job["run_id"], job["workflow_id"], attempt)
             try:
-                outcome = await self.runner.run(
-                    identity, trigger, version.nodes, deadline, hooks, resume
-                )
+                if version.plan is None:
+                    outcome = await self.runner.run(
+                        identity, trigger, version.nodes, deadline, hooks, resume
+                    )
+                else:
+                    outcome = await self.graph.run(
+                        identity, trigger, version.nodes, version.plan, deadline, hooks, resume
+                    )
             except Exception as exc:
                 # A bug of ours must end the run with a reason, never leave it `running`.
                 log.exception("engine error while running nodes", extra=ids)
@@ -310,20 +325,36 @@ class RunEngine:
     ) -> str:
         elapsed = time.perf_counter() - clock
         steps = [step.as_row() for step in outcome.steps]
-        applied = await db.run(
-            "record the run",
-            _FINISH_TRIES,
-            lambda conn: repository.finish_run(
-                conn,
-                run_id=run_id,
-                attempt=attempt,
-                status=outcome.status,
-                error=outcome.error,
-                finished_at=datetime.now(UTC),
-                duration_ms=int(elapsed * 1000),
-                steps=steps,
-            ),
-        )
+        if outcome.item_rows:
+            values = {
+                "run_id": run_id,
+                "attempt": attempt,
+                "status": outcome.status,
+                "error": outcome.error,
+                "finished_at": datetime.now(UTC),
+                "duration_ms": int(elapsed * 1000),
+                "steps": orjson.dumps(steps).decode(),
+            }
+            applied = await db.run(
+                "record the run",
+                _FINISH_TRIES,
+                lambda conn: items.finish_run_with_items(conn, values, outcome.item_rows),
+            )
+        else:
+            applied = await db.run(
+                "record the run",
+                _FINISH_TRIES,
+                lambda conn: repository.finish_run(
+                    conn,
+                    run_id=run_id,
+                    attempt=attempt,
+                    status=outcome.status,
+                    error=outcome.error,
+                    finished_at=datetime.now(UTC),
+                    duration_ms=int(elapsed * 1000),
+                    steps=steps,
+                ),
+            )
         if not applied:
             log.warning(
                 "a later delivery took this run over; this delivery's record is discarded",

@@ -8,15 +8,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from services.worker.engine.graph import GraphPlan, build_plan
 from shared.nodes import NodeDefinition
 
 
 @dataclass(frozen=True)
 class LoadedVersion:
-    """The parsed nodes of a version, or why it cannot run (`error`)."""
+    """The parsed nodes of a version, or why it cannot run (`error`).
+
+    `plan` is set for a graph workflow (`after`, `for_each`), None for a plain list.
+    """
 
     nodes: tuple[NodeDefinition, ...] = ()
     error: str | None = None
+    plan: GraphPlan | None = None
 
 
 def parse_nodes(raw: list[dict[str, Any]]) -> LoadedVersion:
@@ -33,7 +38,10 @@ def parse_nodes(raw: list[dict[str, Any]]) -> LoadedVersion:
                 error=f"node '{label or f'nodes[{index}]'}' has an invalid definition: "
                 f"{where}: {first['msg']}"
             )
-    return LoadedVersion(tuple(nodes))
+    plan = build_plan(nodes)
+    if isinstance(plan, str):
+        return LoadedVersion(error=plan)
+    return LoadedVersion(tuple(nodes), plan=plan)
 
 
 class VersionCache:

@@ -6,13 +6,23 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 from sqlmodel import col
 
-from shared.db.models import RunStep, WorkflowRun
+from shared.db.models import RunStep, RunStepItem, WorkflowRun
+
+# The positions of a version's for-each nodes, computed in PostgreSQL (the nodes can be large).
+_FOR_EACH_POSITIONS = text(
+    """
+    SELECT coalesce(array_agg(n.position - 1), '{}')
+    FROM workflow_versions AS v, jsonb_array_elements(v.nodes) WITH ORDINALITY AS n(node, position)
+    WHERE v.workflow_id = :workflow_id AND v.version = :version
+      AND jsonb_typeof(n.node -> 'for_each') = 'string'
+    """
+).bindparams(bindparam("workflow_id", type_=WorkflowRun.__table__.c.workflow_id.type))  # type: ignore[attr-defined]
 
 # A run can still be cancelled while it has not ended.
 CANCELLABLE = ("queued", "running", "waiting")
@@ -36,6 +46,24 @@ class RunRepository:
             .options(defer(RunStep.resume_output))
             .where(col(RunStep.run_id) == run_id)
             .order_by(col(RunStep.position), col(RunStep.id))
+        )
+        return result.scalars().all()
+
+    async def for_each_positions(self, run: WorkflowRun) -> set[int]:
+        """The step positions of the run's version that are for-each steps."""
+        positions = await self.session.scalar(
+            _FOR_EACH_POSITIONS,
+            {"workflow_id": run.workflow_id, "version": run.workflow_version},
+        )
+        return set(positions or ())
+
+    async def items(self, run_id: uuid.UUID) -> Sequence[RunStepItem]:
+        """The run's for-each items, by step then item order (no resume copies)."""
+        result = await self.session.execute(
+            select(RunStepItem)
+            .options(defer(RunStepItem.resume_output))
+            .where(col(RunStepItem.run_id) == run_id)
+            .order_by(col(RunStepItem.position), col(RunStepItem.item_index))
         )
         return result.scalars().all()
 

@@ -11,6 +11,17 @@ from pydantic import BaseModel
 RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
 
 
+class StepItemOut(BaseModel):
+    """One item of a for-each step."""
+
+    index: int
+    status: str
+    output: Any
+    error: str | None
+    started_at: datetime | None
+    duration_ms: int | None
+
+
 class StepOut(BaseModel):
     node_id: str
     type: str
@@ -21,6 +32,8 @@ class StepOut(BaseModel):
     started_at: datetime | None
     duration_ms: int | None
     attempt: int
+    # A for-each step's items that started, in item order; null for any other step.
+    items: list[StepItemOut] | None = None
 
 
 class RunSummary(BaseModel):

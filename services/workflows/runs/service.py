@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workflows.runs.repository import CANCELLED_ERROR, RunRepository
-from services.workflows.runs.schemas import RunOut, RunSummary, StepOut
+from services.workflows.runs.schemas import RunOut, RunSummary, StepItemOut, StepOut
 from shared.db.models import Workflow, WorkflowRun, utcnow
 from shared.hooks import callback_key
 from shared.ids import uuid7
@@ -79,6 +79,26 @@ def _from_job(rq_status: str, job: RunJob) -> RunOut:
     )
 
 
+async def _items_by_step(repo: RunRepository, run: WorkflowRun) -> dict[int, list[StepItemOut]]:
+    """Each for-each step's items by position ([] for one that started none)."""
+    positions = await repo.for_each_positions(run)
+    if not positions:
+        return {}
+    items: dict[int, list[StepItemOut]] = {position: [] for position in positions}
+    for item in await repo.items(run.id):
+        items.setdefault(item.position, []).append(
+            StepItemOut(
+                index=item.item_index,
+                status=item.status,
+                output=item.output,
+                error=item.error,
+                started_at=item.started_at,
+                duration_ms=item.duration_ms,
+            )
+        )
+    return items
+
+
 async def _from_database(
     session: AsyncSession, owner_id: uuid.UUID, run_id: uuid.UUID
 ) -> RunOut | None:
@@ -86,6 +106,7 @@ async def _from_database(
     run = await repo.get(run_id)
     if run is None or run.owner_id != owner_id:
         return None
+    items = await _items_by_step(repo, run)
     steps = [
         StepOut(
             node_id=step.node_id,
@@ -97,6 +118,7 @@ async def _from_database(
             started_at=step.started_at,
             duration_ms=step.duration_ms,
             attempt=step.attempt,
+            items=items.get(step.position),
         )
         for step in await repo.steps(run_id)
     ]

@@ -70,7 +70,6 @@ async def test_a_run_spending_its_cpu_budget_does_not_delay_another_users_runs(
         await asyncio.sleep(0.3)  # inside its renders (the first has left the loop by now)
         beside = await _latencies(db, jobs, trivial)
         ready = readyz(worker).status_code
-        print(f"p99 alone {_p99(alone):.3f} s, beside {_p99(beside):.3f} s")
 
         heavy_run = await wait_run(db, heavy_id, timeout=60)
     finally:
@@ -78,7 +77,7 @@ async def test_a_run_spending_its_cpu_budget_does_not_delay_another_users_runs(
 
     assert heavy_run["status"] == "failed"
     assert "CPU budget of 2 s" in heavy_run["error"], heavy_run["error"]
-    # Within 2 × their latency alone; a floor of 50 ms keeps a near-zero baseline from
+    # Within 2 x their latency alone; a floor of 50 ms keeps a near-zero baseline from
     # turning scheduler noise into a failure (without slicing they waited ~0.5 s per render).
     assert _p99(beside) <= 2 * max(_p99(alone), 0.05), (alone, beside)
     assert ready == 200

@@ -296,7 +296,10 @@ class TestRunDetail:
             "started_at",
             "duration_ms",
             "attempt",
+            "items",
         }
+        # Not a for-each step (its workflow version has none).
+        assert first["items"] is None
 
     @pytest.mark.parametrize("run_id", [str(uuid7()), "not-a-uuid"])
     def test_unknown_or_malformed_run_is_404(self, api: httpx.Client, run_id: str) -> None:

@@ -71,6 +71,10 @@ class TestSettings:
             "timeout_s": None,
             "continue_on_fail": False,
             "condition": None,
+            "after": None,
+            "join": "all",
+            "for_each": None,
+            "concurrency": None,
         }
 
     def test_the_condition_is_written_if(self):
@@ -78,6 +82,7 @@ class TestSettings:
         assert settings.condition == "{{ trigger.body.ok }}"
         assert settings.model_dump(by_alias=True, exclude_none=True) == {
             "continue_on_fail": False,
+            "join": "all",
             "if": "{{ trigger.body.ok }}",
         }
 

@@ -81,6 +81,10 @@ class TestCoreNodes:
             "timeout_s",
             "continue_on_fail",
             "if",
+            "after",
+            "join",
+            "for_each",
+            "concurrency",
         }
 
     def test_catalogue_copies_can_be_mutated_safely(self):
