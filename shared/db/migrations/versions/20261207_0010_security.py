@@ -1,7 +1,7 @@
 """refresh token families; hosts a credential may be sent to
 
 Revision ID: 0010
-Revises: 0004
+Revises: 0006
 Create Date: 2026-12-07 01:40:00
 
 `refresh_tokens.family_id` links every token rotated from one login, so logging out revokes
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0010"
-down_revision: str | None = "0004"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
