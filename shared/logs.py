@@ -39,6 +39,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # formatted (and scrubbed) by a filter already
+            entry["exc"] = record.exc_text
         return orjson.dumps(entry, default=str).decode()
 
 

@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     def resolved_internal_token(self) -> str:
         """The service-to-service secret, generated once per data folder in local mode.
 
-        Only the processes that use it ask (workflows, ingest), so only they need it: in
+        Only the processes that use it ask (auth, workflows, ingest), so only they need it: in
         production they refuse to start without one of at least 32 characters.
         """
         return self._production_secret("AUTOMATEOS_INTERNAL_TOKEN", self.internal_token) or (

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from services.auth.clients import LoginClients
 from services.auth.issuer import TokenIssuer
 from services.auth.ratelimit import LoginThrottle
 from services.auth.users.passwords import PasswordHasher
@@ -22,11 +23,17 @@ def _throttle(request: Request) -> LoginThrottle:
     return throttle
 
 
+def _login_clients(request: Request) -> LoginClients:
+    clients: LoginClients = request.app.state.login_clients
+    return clients
+
+
 def _hasher(request: Request) -> PasswordHasher:
     hasher: PasswordHasher = request.app.state.hasher
     return hasher
 
 
 HasherDep = Annotated[PasswordHasher, Depends(_hasher)]
+LoginClientsDep = Annotated[LoginClients, Depends(_login_clients)]
 IssuerDep = Annotated[TokenIssuer, Depends(_issuer)]
 ThrottleDep = Annotated[LoginThrottle, Depends(_throttle)]

@@ -64,7 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.jwt_issuer,
         settings.jwt_audience,
     )
-    app.state.console_auth = AuthClient(http, settings.auth_url)
+    app.state.console_auth = AuthClient(http, settings.auth_url, settings.resolved_internal_token())
     app.state.registry = load_registry()
     app.state.urls = WebhookUrls(settings.resolved_webhook_key(), settings.public_url)
     app.state.internal_token = settings.resolved_internal_token()

@@ -58,6 +58,8 @@ class RefreshToken(SQLModel, table=True):
 
     jti: uuid.UUID = Field(primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    # The jti of the login that started the chain of rotations: logout revokes the family.
+    family_id: uuid.UUID | None = Field(default=None, index=True)
     expires_at: datetime = _ts()
     revoked_at: datetime | None = _ts(default=None)
     created_at: datetime = _ts(default_factory=utcnow)
@@ -109,6 +111,8 @@ class Credential(SQLModel, table=True):
     # Which data fields are set (shown by the API; the values never are).
     fields: list[str] = Field(default_factory=list, sa_type=JSONB)
     data: str
+    # The hosts the credential may be sent to (exact names or `*.suffix`); None: any host.
+    allowed_hosts: list[str] | None = Field(default=None, sa_type=JSONB)
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
 

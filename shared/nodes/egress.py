@@ -25,6 +25,7 @@ import httpcore
 import httpx
 
 from shared.nodes.contract import NodeError
+from shared.nodes.credential_binding import check_request
 
 __all__ = ["EgressDenied", "EgressPolicy", "GuardedNetworkBackend", "build_http_client"]
 
@@ -265,6 +266,8 @@ def build_http_client(policy: EgressPolicy, *, timeout: float = 30.0) -> httpx.A
     async def vet_request(request: httpx.Request) -> None:
         # Runs for the first request and again for every redirect hop.
         policy.check_url(request.url)
+        # Credentials go only where they were meant to (shared/nodes/credential_binding.py).
+        check_request(request)
 
     return httpx.AsyncClient(
         transport=transport,

@@ -21,7 +21,7 @@ SECRETS = {"DATABASE_URL", "REDIS_URL", "AUTOMATEOS_INTERNAL_TOKEN", "AUTOMATEOS
 # encryption keys seal credentials and webhook secrets (workflows), open webhook secrets
 # (ingest) and credentials (worker).
 USES = {
-    "auth": {"DATABASE_URL", "REDIS_URL"},
+    "auth": {"DATABASE_URL", "REDIS_URL", "AUTOMATEOS_INTERNAL_TOKEN"},
     "workflows": SECRETS,
     "ingest": {"REDIS_URL", "AUTOMATEOS_INTERNAL_TOKEN", "AUTOMATEOS_WEBHOOK_KEY", KEYS},
     "worker": {"DATABASE_URL", "REDIS_URL", "AUTOMATEOS_WEBHOOK_KEY", KEYS},

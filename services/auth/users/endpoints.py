@@ -1,10 +1,11 @@
-"""The public auth API: /auth/register, /auth/login, /auth/refresh, /auth/me, JWKS."""
+"""The public auth API: /auth/register, /auth/login, /auth/refresh, /auth/logout, /auth/me,
+JWKS."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
-from services.auth.deps import HasherDep, IssuerDep, SessionDep, ThrottleDep
+from services.auth.deps import HasherDep, IssuerDep, LoginClientsDep, SessionDep, ThrottleDep
 from services.auth.issuer import IssuedPair
 from services.auth.users import service
 from services.auth.users.repository import UserRepository
@@ -41,11 +42,13 @@ async def login(
     issuer: IssuerDep,
     hasher: HasherDep,
     throttle: ThrottleDep,
+    clients: LoginClientsDep,
 ) -> TokenPair:
     """A token pair for the right password; 401 otherwise, 429 once a client failed too often."""
     email = service.normalise_email(body.email)
-    # The peer, or the client a trusted proxy forwarded (AUTOMATEOS_TRUSTED_PROXIES).
-    client = request.client.host if request.client else "unknown"
+    # The peer, the client a trusted proxy forwarded (AUTOMATEOS_TRUSTED_PROXIES), or the
+    # browser the console logged in for (services/auth/clients.py).
+    client = clients.of(request)
     wait = await throttle.reserve(email, client)
     if wait is not None:
         raise HTTPException(
@@ -74,6 +77,16 @@ async def refresh(body: RefreshRequest, session: SessionDep, issuer: IssuerDep) 
     except InvalidToken as exc:
         raise unauthorized(str(exc)) from exc
     return _pair(pair)
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(body: RefreshRequest, session: SessionDep, issuer: IssuerDep) -> Response:
+    """Revoke the refresh token's whole family; 401 for a token that is not ours or expired."""
+    try:
+        await service.log_out(session, issuer, body.refresh_token)
+    except InvalidToken as exc:
+        raise unauthorized(str(exc)) from exc
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/auth/me", response_model=UserOut)

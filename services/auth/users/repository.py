@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -27,13 +27,32 @@ class UserRepository:
         self.session.add(user)
         await self.session.flush()
 
-    async def add_refresh_token(self, jti: uuid.UUID, user_id: uuid.UUID, expires_at: int) -> None:
+    async def add_refresh_token(
+        self, jti: uuid.UUID, user_id: uuid.UUID, expires_at: int, family_id: uuid.UUID
+    ) -> None:
         self.session.add(
             RefreshToken(
-                jti=jti, user_id=user_id, expires_at=datetime.fromtimestamp(expires_at, UTC)
+                jti=jti,
+                user_id=user_id,
+                family_id=family_id,
+                expires_at=datetime.fromtimestamp(expires_at, UTC),
             )
         )
         await self.session.flush()
+
+    async def refresh_token(self, jti: uuid.UUID) -> RefreshToken | None:
+        return await self.session.get(RefreshToken, jti)
+
+    async def revoke_family(self, family_id: uuid.UUID) -> None:
+        """Revoke every unrevoked token rotated from the same login."""
+        await self.session.execute(
+            update(RefreshToken)
+            .where(
+                or_(col(RefreshToken.family_id) == family_id, col(RefreshToken.jti) == family_id),
+                col(RefreshToken.revoked_at).is_(None),
+            )
+            .values(revoked_at=datetime.now(UTC))
+        )
 
     async def revoke_refresh_token(self, jti: uuid.UUID) -> RefreshToken | None:
         """Revoke an unrevoked token and return it; None when unknown or already revoked."""

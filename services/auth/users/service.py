@@ -1,4 +1,4 @@
-"""Registration, login and refresh: the rules, independent of HTTP."""
+"""Registration, login, refresh and logout: the rules, independent of HTTP."""
 
 from __future__ import annotations
 
@@ -74,10 +74,13 @@ async def authenticate(
     return user
 
 
-async def issue_pair(session: AsyncSession, issuer: TokenIssuer, user: User) -> IssuedPair:
+async def issue_pair(
+    session: AsyncSession, issuer: TokenIssuer, user: User, family_id: uuid.UUID | None = None
+) -> IssuedPair:
+    """A new pair; its refresh token joins `family_id` (a refresh) or starts a family (a login)."""
     pair = issuer.issue(user.id, user.email)
     await UserRepository(session).add_refresh_token(
-        pair.refresh_jti, user.id, pair.refresh_expires_at
+        pair.refresh_jti, user.id, pair.refresh_expires_at, family_id or pair.refresh_jti
     )
     return pair
 
@@ -101,4 +104,22 @@ async def refresh(session: AsyncSession, issuer: TokenIssuer, token: str) -> Iss
     user = await repo.by_id(user_id)
     if user is None:
         raise InvalidToken("unknown user")
-    return await issue_pair(session, issuer, user)
+    return await issue_pair(session, issuer, user, revoked.family_id or revoked.jti)
+
+
+async def log_out(session: AsyncSession, issuer: TokenIssuer, token: str) -> None:
+    """Revoke the token's whole family: it and every token rotated before or after it.
+
+    Any token of the family will do, spent or not: whoever holds an older one (a copied cookie)
+    is logged out as well.
+    """
+    claims = await issuer.verify_refresh(token)
+    try:
+        jti = uuid.UUID(claims["jti"])
+    except (ValueError, TypeError) as exc:
+        raise InvalidToken("invalid refresh token") from exc
+    repo = UserRepository(session)
+    row = await repo.refresh_token(jti)
+    if row is None:
+        raise InvalidToken("unknown refresh token")
+    await repo.revoke_family(row.family_id or row.jti)

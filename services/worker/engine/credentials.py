@@ -1,32 +1,43 @@
 """Credentials at the render step: the only place a credential's plaintext exists.
 
 For a node that names credentials (`params.credential`, `{{ secrets.<name> }}`), the sealed rows
-are read when the node is about to run and opened only as the templates read them. The params
-are rendered twice: once with the real values (what the node gets) and once with
-`[credential <name>]` in their place (what the run record shows). Whatever the node returns or
-raises is scrubbed of the values it was given before the engine sees it, so they reach no
-record, later step, log line or span even when a server echoes them back. Nodes that name no
-credential cost nothing here.
+are read when the node is about to run and only the names it uses are opened. Secrets may
+be read only where `http_request` sends them, untransformed (shared/credentials.py); a node that
+breaks the rule fails before anything is opened. The params are rendered twice: once with the
+real values (what the node gets) and once with every field that reads a secret replaced whole by
+`[credential <name>]` (what the run record shows). Whatever the node returns or raises is
+scrubbed of the values it was given (and of the encodings the engine gives them when sending)
+before the engine sees it, and the engine scrubs every message of the step with the same values
+(secret_scope.py), so they reach no record, later step, log line or span even when a server
+echoes them back. The node's requests carry them only to the hosts and origin they are meant
+for (shared/nodes/credential_binding.py). Nodes that name no credential cost nothing here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import uuid
-from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.worker.engine.fairness import FairRenderer
-from shared.credentials import HEADER_TYPES, auth_header, placeholder, references
+from shared.credentials import (
+    HEADER_TYPES,
+    auth_header,
+    mask_secret_fields,
+    placeholder,
+    references,
+    secret_use_issues,
+)
 from shared.crypto import DecryptionFailed, Keyring, credential_context
 from shared.nodes import Halt, NodeContext, NodeDefinition, NodeError, NodeSpec
+from shared.nodes.credential_binding import CredentialBinding, bound
 
 # Values shorter than this are not scrubbed from outputs: replacing every "ab" in a response
 # would mangle it, and a secret that short protects nothing anyway.
@@ -35,7 +46,7 @@ MIN_SCRUBBED_CHARS = 4
 # The workflow's owner's credentials among `names`; one round trip, no plaintext leaves SQL.
 _LOAD = text(
     """
-    SELECT c.id, c.name, c.type, c.data
+    SELECT c.id, c.name, c.type, c.data, c.allowed_hosts
     FROM credentials AS c JOIN workflows AS w ON w.owner_id = c.owner_id
     WHERE w.id = :workflow_id AND c.name = ANY(:names)
     """
@@ -47,31 +58,7 @@ class _Sealed:
     id: uuid.UUID
     type: str
     data: str
-
-
-class _Secrets(Mapping[str, str]):
-    """`secrets` in the templates: a value is decrypted when a template reads it."""
-
-    def __init__(self, keyring: Keyring, sealed: Mapping[str, _Sealed]) -> None:
-        self._keyring = keyring
-        self._sealed = sealed
-        self.opened: dict[str, str] = {}
-
-    def __getitem__(self, name: str) -> str:
-        if name not in self.opened:
-            self.opened[name] = _open(self._keyring, name, self._sealed[name])["value"]
-        return self.opened[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._sealed)
-
-    def __len__(self) -> int:
-        return len(self._sealed)
-
-    def __repr__(self) -> str:
-        return "[secrets]"
-
-    __str__ = __repr__
+    allowed_hosts: tuple[str, ...] = ()
 
 
 def _open(keyring: Keyring, name: str, sealed: _Sealed) -> dict[str, str]:
@@ -116,45 +103,42 @@ def scrub(value: Any, secrets: Mapping[str, str]) -> Any:
     return value
 
 
-# The values the current step was given: a task-local, so concurrent runs never mix them.
-_STEP_SECRETS: ContextVar[Mapping[str, str] | None] = ContextVar(
-    "automateos_step_secrets", default=None
-)
+def encoded_forms(name: str, value: str) -> dict[str, str]:
+    """The value and the encodings the engine itself gives it when sending: URL-encoded (a
+    path or query) and JSON-escaped (a body). A server quoting any of them back is scrubbed."""
+    found = {name: value}
+    for suffix, form in (
+        ("url", quote(value, safe="")),
+        ("form", quote_plus(value, safe="")),
+        ("path", quote(value)),
+        ("json", orjson.dumps(value).decode()[1:-1]),
+    ):
+        if form not in found.values():
+            found[f"{name}.{suffix}"] = form
+    return found
 
 
-class _ScrubLogs(logging.Filter):
-    """Scrubs what a node logs through `ctx.logger` while it holds credential values."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        secrets = _STEP_SECRETS.get()
-        if secrets:
-            record.msg = scrub(record.getMessage(), secrets)
-            record.args = None
-        return True
-
-
-_SCRUB_LOGS = _ScrubLogs()
-
-
-def _scrubbing(spec: NodeSpec[Any], secrets: Mapping[str, str]) -> NodeSpec[Any]:
-    """`spec` whose results, errors and log lines are scrubbed of `secrets`."""
+def _scrubbing(
+    spec: NodeSpec[Any], secrets: Mapping[str, str], binding: CredentialBinding
+) -> NodeSpec[Any]:
+    """`spec` whose results and errors are scrubbed of `secrets`, and whose requests carry
+    them only where they are meant to go (shared/nodes/credential_binding.py)."""
 
     async def run(ctx: NodeContext, params: Any) -> Any:
-        if _SCRUB_LOGS not in ctx.logger.filters:
-            ctx.logger.addFilter(_SCRUB_LOGS)
-        token = _STEP_SECRETS.set(secrets)
         try:
-            result = await spec.execute(ctx, params)
+            with bound(binding):
+                result = await spec.execute(ctx, params)
         except NodeError as exc:
             exc.message = scrub(exc.message, secrets)
             exc.args = (exc.message,)
+            # Its cause (an httpx error quoting a URL) would reach a span's stack trace.
+            exc.__cause__ = None
+            exc.__suppress_context__ = True
             raise
         except Exception as exc:
             # Its traceback could quote the values: only the scrubbed message goes on.
             message = scrub(f"{type(exc).__name__}: {exc}", secrets)
             raise NodeError(message) from None
-        finally:
-            _STEP_SECRETS.reset(token)
         if isinstance(result, Halt):
             return Halt(scrub(result.output, secrets), scrub(result.reason, secrets))
         return scrub(result, secrets)
@@ -164,6 +148,16 @@ def _scrubbing(spec: NodeSpec[Any], secrets: Mapping[str, str]) -> NodeSpec[Any]
 
 # Outside a run's CPU account it renders inline, as before (tests, tools).
 _INLINE = FairRenderer()
+
+
+@dataclass(frozen=True)
+class RenderedParams:
+    """A node's params rendered with its credentials, and what the engine must do about them."""
+
+    params: Any  # what the node gets
+    shown: Any  # what the run record shows: fields that read a secret replaced whole
+    spec: NodeSpec[Any]  # the spec to execute (scrubbing and binding when credentials are used)
+    secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)  # to scrub: name -> form
 
 
 class CredentialVault:
@@ -180,7 +174,10 @@ class CredentialVault:
             rows = await conn.execute(
                 _LOAD, {"workflow_id": uuid.UUID(workflow_id), "names": sorted(names)}
             )
-        return {row.name: _Sealed(row.id, row.type, row.data) for row in rows}
+        return {
+            row.name: _Sealed(row.id, row.type, row.data, tuple(row.allowed_hosts or ()))
+            for row in rows
+        }
 
     async def render(
         self,
@@ -189,17 +186,23 @@ class CredentialVault:
         spec: NodeSpec[Any],
         context: Mapping[str, Any],
         renderer: FairRenderer | None = None,
-    ) -> tuple[Any, Any, NodeSpec[Any]]:
-        """(params for the node, params for the record, the spec to execute).
+    ) -> RenderedParams:
+        """The params for the node and for the record, and the spec to execute.
 
-        Raises NodeError (a failed step) for a missing, mistyped or undecryptable credential
-        or a template error; its message never contains a credential's value.
+        Raises NodeError (a failed step) for a missing, mistyped or undecryptable credential,
+        a secret used where the rule forbids it, or a template error; its message never
+        contains a credential's value.
         """
         renderer = renderer or _INLINE
         refs = references(node.params)
         if not refs:
             rendered = await renderer.render(node.params, context)
-            return rendered, rendered, spec
+            return RenderedParams(rendered, rendered, spec)
+        # Workflows saved before the rule (docs/credentials.md) are held to it here.
+        misused = secret_use_issues(node.type, node.params) if refs.secrets else []
+        if misused:
+            field, message = misused[0]
+            raise NodeError(f"params.{field}: {message}")
         sealed = await self._load(workflow_id, refs.names)
         assert self.keyring is not None  # a vault with a database has its keys
         for name in sorted(refs.names):
@@ -213,15 +216,29 @@ class CredentialVault:
                 raise NodeError(
                     f"secrets.{name} reads a secret credential; {name!r} is a {row.type}"
                 )
-        secrets = _Secrets(self.keyring, wanted)
-        shown = await renderer.render(
-            node.params, {**context, "secrets": {n: placeholder(n) for n in wanted}}
-        )
+        # Opened before rendering, as a plain mapping: the render may run in a render process
+        # (fairness.py), and these are exactly the values the templates read (the rule allows
+        # only bare `{{ secrets.<name> }}`), so every one of them is scrubbed afterwards.
+        secrets = {name: _open(self.keyring, name, row)["value"] for name, row in wanted.items()}
+        shown = await renderer.render(mask_secret_fields(node.params), context)
         try:
             rendered = await renderer.render(node.params, {**context, "secrets": secrets})
         except NodeError as exc:
-            raise NodeError(scrub(exc.message, secrets.opened)) from None
-        used = dict(secrets.opened)
+            raise NodeError(scrub(exc.message, secrets)) from None
+        used: dict[str, str] = {}
+        for name, value in secrets.items():
+            used.update(encoded_forms(name, value))
+        header_templates = node.params.get("headers")
+        headers = (
+            {
+                key.lower()
+                for key, template in (header_templates or {}).items()
+                if isinstance(key, str) and references({"h": template}).secrets
+            }
+            if isinstance(header_templates, Mapping)
+            else set()
+        )
+        body = any(references({"b": node.params.get(f)}).secrets for f in ("json", "body"))
         if refs.credential is not None:
             name = refs.credential
             row = sealed[name]
@@ -230,18 +247,26 @@ class CredentialVault:
             data = _open(self.keyring, name, row)
             header, value = auth_header(row.type, data)
             # The credential wins over a header of the same name, whatever its case.
-            headers = {
+            rendered_headers = {
                 key: item
                 for key, item in (rendered.get("headers") or {}).items()
                 if not (isinstance(key, str) and key.lower() == header.lower())
             }
-            headers[header] = value
-            rendered = {**rendered, "headers": headers}
+            rendered_headers[header] = value
+            rendered = {**rendered, "headers": rendered_headers}
             shown = {**shown, "credential": placeholder(name)}
-            used[name] = value
+            headers.add(header.lower())
+            used.update(encoded_forms(name, value))
             # The parts too: a server may quote only the token, or the Basic blob.
-            used[f"{name}.scheme_value"] = value.split(" ", 1)[-1]
+            used.update(encoded_forms(f"{name}.scheme_value", value.split(" ", 1)[-1]))
             for field in ("token", "password", "value"):
                 if field in data:
-                    used[f"{name}.{field}"] = data[field]
-        return rendered, scrub(shown, used), _scrubbing(spec, used)
+                    used.update(encoded_forms(f"{name}.{field}", data[field]))
+        binding = CredentialBinding(
+            headers=frozenset(headers),
+            body=body,
+            allowed_hosts={
+                n: sealed[n].allowed_hosts for n in refs.names if sealed[n].allowed_hosts
+            },
+        )
+        return RenderedParams(rendered, scrub(shown, used), _scrubbing(spec, used, binding), used)

@@ -27,6 +27,13 @@ from services.worker.engine.children import ChildPark, ChildRefused, ChildRuns
 from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.fairness import FairRenderer, current_run_cpu
 from services.worker.engine.records import encode_json, record_payload, redact
+from services.worker.engine.secret_scope import (
+    current,
+    install_log_scrubbing,
+    register,
+    scrub_message,
+    step_scope,
+)
 from services.worker.loop import EngineLoop
 from shared.nodes import (
     CallWorkflow,
@@ -114,11 +121,13 @@ class StepFailed(Exception):
         self.message = message
 
 
-def _validation_message(exc: ValidationError) -> str:
+def _validation_message(exc: ValidationError, *, secrets_used: bool) -> str:
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
         location = ".".join(str(part) for part in error["loc"]) or "params"
-        parts.append(f"{location}: {error['msg']}")
+        # A message may quote the rendered value ("Invalid port: '...'"); with secrets in the
+        # params only the kind of error is told, so no part or form of a value is.
+        parts.append(f"{location}: {error['type'] if secrets_used else error['msg']}")
     return "params invalid after rendering: " + "; ".join(parts)
 
 
@@ -148,6 +157,7 @@ class StepExecutor:
         self.park_after_s = park_after_s
         self._jitter = jitter
         self._loggers: dict[str, logging.Logger] = {}
+        install_log_scrubbing()
 
     async def step(
         self,
@@ -161,9 +171,12 @@ class StepExecutor:
         """Run one node into `record` as the span `node <type>` (a child of the run's span)."""
         # The type comes from user data: an unknown one must not become a span name.
         name = f"node {node.type if spec else UNKNOWN_TYPE_LABEL}"
-        with _tracer.start_as_current_span(
-            name, attributes={NODE_ID: node.id, NODE_TYPE: node.type}
-        ) as span:
+        with (
+            step_scope(),
+            _tracer.start_as_current_span(
+                name, attributes={NODE_ID: node.id, NODE_TYPE: node.type}
+            ) as span,
+        ):
             try:
                 return await self._traced(run, node, spec, record, context, deadline, span)
             except asyncio.CancelledError:
@@ -178,10 +191,11 @@ class StepExecutor:
                     "engine error in a step",
                     extra=_log_ids(run, node),
                 )
-                message = f"internal error: {type(exc).__name__}: {exc}"
+                message = scrub_message(f"internal error: {type(exc).__name__}: {exc}")
                 record.status, record.error = FAILED, message
                 record.output = record.resume_output = None
-                span.record_exception(exc)
+                # With credentials opened, the traceback could quote them: the message only.
+                span.record_exception(StepFailed(message) if current() else exc)
                 span.set_status(StatusCode.ERROR, message)
                 return StepResult({"error": message}, failure=message)
 
@@ -204,13 +218,19 @@ class StepExecutor:
             result = await self._execute(run, node, spec, record, context, deadline)
             record.status = WAITING if result.park is not None else SUCCEEDED
         except StepFailed as exc:
+            # Every message of a step that opened credentials is scrubbed of them, whoever
+            # built it (a validation error of rendered params, a node, the engine).
+            message = scrub_message(exc.message)
             record.status = FAILED
-            record.error = exc.message
-            result = StepResult({"error": exc.message}, failure=exc.message)
-            # The node's own error (its type and message) when there is one, else ours.
+            record.error = message
+            result = StepResult({"error": message}, failure=message)
+            # The node's own error (its type and message) when there is one, else ours; with
+            # credentials opened, ours alone (a cause's traceback could quote them).
             cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-            span.record_exception(cause, attributes={"exception.message": exc.message})
-            span.set_status(StatusCode.ERROR, exc.message)
+            if current():
+                cause = StepFailed(message)
+            span.record_exception(cause, attributes={"exception.message": message})
+            span.set_status(StatusCode.ERROR, message)
         span.set_attributes({NODE_ATTEMPTS: record.attempt, NODE_STATUS: record.status})
         self.record_output(record, spec, result.output)
         elapsed = time.perf_counter() - started
@@ -236,7 +256,7 @@ class StepExecutor:
     ) -> StepResult:
         try:
             # With credentials: the values for the node, placeholders for the record (shown).
-            rendered, shown, spec = await self.credentials.render(
+            prepared = await self.credentials.render(
                 run.workflow_id, node, spec, context, self.renderer
             )
         except NodeError as exc:
@@ -244,11 +264,16 @@ class StepExecutor:
                 redact(node.params, spec.secret_params), self.payload_max_bytes
             )
             raise StepFailed(exc.message) from exc
-        record.input = record_payload(redact(shown, spec.secret_params), self.payload_max_bytes)
+        register(prepared.secrets)
+        spec = prepared.spec
+        record.input = record_payload(
+            redact(prepared.shown, spec.secret_params), self.payload_max_bytes
+        )
         try:
-            params = spec.params_model.model_validate(rendered)
+            params = spec.params_model.model_validate(prepared.params)
         except ValidationError as exc:
-            raise StepFailed(_validation_message(exc)) from exc
+            message = _validation_message(exc, secrets_used=bool(prepared.secrets))
+            raise StepFailed(message) from (None if prepared.secrets else exc)
 
         loop = asyncio.get_running_loop()
         max_retries = node.retry.max if node.retry else 0
@@ -300,7 +325,7 @@ class StepExecutor:
                 raise StepFailed(f"{error.message} (no time left in the run to retry)") from error
             metrics.NODE_RETRIES.labels(spec.type).inc()
             get_current_span().add_event(
-                "retry", {"attempt": tries, "wait_s": wait, "error": error.message}
+                "retry", {"attempt": tries, "wait_s": wait, "error": scrub_message(error.message)}
             )
             log.info(
                 "retrying node in %.2fs after: %s",

@@ -116,6 +116,11 @@ def _without_input(detail: Any) -> Any:
     return [{k: v for k, v in e.items() if k in keep} if isinstance(e, dict) else e for e in detail]
 
 
+def _browser(request: Request) -> str:
+    # The browser's address (or what the Ingress forwarded): auth throttles logins per browser.
+    return request.client.host if request.client else "unknown"
+
+
 def _failure(exc: AuthRejected | AuthUnavailable) -> JSONResponse:
     if isinstance(exc, AuthRejected):
         return JSONResponse({"detail": _without_input(exc.detail)}, status_code=exc.status)
@@ -129,7 +134,7 @@ async def log_in(
     """Log in with email and password: the access token in the body, the refresh token in an
     HttpOnly SameSite=Strict cookie."""
     try:
-        pair = await auth.login(body.email, body.password)
+        pair = await auth.login(body.email, body.password, _browser(request))
     except (AuthRejected, AuthUnavailable) as exc:
         return _failure(exc)
     tokens = page_tokens(pair)
@@ -146,7 +151,7 @@ async def register(
     origin for the same reason as login: the browser never talks to auth directly."""
     try:
         await auth.register(body.email, body.password)
-        pair = await auth.login(body.email, body.password)
+        pair = await auth.login(body.email, body.password, _browser(request))
     except (AuthRejected, AuthUnavailable) as exc:
         return _failure(exc)
     response = JSONResponse(page_tokens(pair).model_dump())
@@ -178,8 +183,19 @@ async def refresh(
 
 
 @session_router.delete("/console/session", status_code=status.HTTP_204_NO_CONTENT)
-async def log_out() -> Response:
-    """Forget the session in this browser (the page drops its access token itself)."""
-    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+async def log_out(
+    auth: AuthDep, refresh_token: Annotated[str | None, Cookie(alias=COOKIE)] = None
+) -> Response:
+    """End the session: auth revokes the refresh token's whole family and the cookie goes (the
+    page drops its access token itself). While auth is unreachable the answer is 503, and the
+    cookie goes all the same: on a shared computer the next person must not reload into it."""
+    response: Response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    if refresh_token:
+        try:
+            await auth.logout(refresh_token)
+        except AuthUnavailable as exc:
+            response = _failure(exc)
+        except AuthRejected:
+            pass  # expired or already revoked: nothing is left to revoke
     _clear_cookie(response)
     return response

@@ -20,6 +20,10 @@ COOKIE_PATH = "/console/session"
 # never grant) to send one: with SameSite=Strict, this closes cross-site request forgery twice.
 CSRF_HEADER = "x-automateos-console"
 AUTH_TIMEOUT_S = 10.0
+# Auth counts failed logins per client; these two headers tell it which browser a console login
+# is for, so the console's users are not one client to it (services/auth/clients.py).
+FORWARDED_CLIENT_HEADER = "X-AutomateOS-Client"
+INTERNAL_TOKEN_HEADER = "X-Internal-Token"  # noqa: S105 - a header name, not a secret
 
 
 class AuthRejected(Exception):
@@ -44,15 +48,20 @@ class ConsoleTokens(BaseModel):
 
 
 class AuthClient:
-    """Calls the auth service's login and refresh endpoints."""
+    """Calls the auth service's register, login, refresh and logout endpoints."""
 
-    def __init__(self, http: httpx.AsyncClient, auth_url: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, auth_url: str, internal_token: str) -> None:
         self._http = http
         self._base = auth_url.rstrip("/")
+        self._internal_token = internal_token
 
-    async def login(self, email: str, password: str) -> dict[str, Any]:
-        """The token pair for these credentials; AuthRejected on a wrong password or throttle."""
-        return await self._post("/auth/login", {"email": email, "password": password})
+    async def login(self, email: str, password: str, browser: str) -> dict[str, Any]:
+        """The token pair for these credentials; AuthRejected on a wrong password or throttle.
+
+        `browser` is the address the console's request came from: auth throttles by it.
+        """
+        headers = {FORWARDED_CLIENT_HEADER: browser, INTERNAL_TOKEN_HEADER: self._internal_token}
+        return await self._post("/auth/login", {"email": email, "password": password}, headers)
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
         """A new token pair (the old refresh token is spent); AuthRejected when it is not valid."""
@@ -67,25 +76,51 @@ class AuthClient:
         body = {"email": email, "password": password}
         await self._post("/auth/register", body, expected=201, tokens=False)
 
-    async def _post(
-        self, path: str, body: dict[str, str], *, expected: int = 200, tokens: bool = True
-    ) -> dict[str, Any]:
+    async def logout(self, refresh_token: str) -> None:
+        """Revoke the token's whole refresh family; AuthRejected when it is not valid."""
+        await self._send("/auth/logout", {"refresh_token": refresh_token}, {}, expected=204)
+
+    async def _send(
+        self, path: str, body: dict[str, str], headers: dict[str, str], *, expected: int
+    ) -> httpx.Response:
         try:
-            response = await self._http.post(self._base + path, json=body, timeout=AUTH_TIMEOUT_S)
+            response = await self._http.post(
+                self._base + path, json=body, headers=headers, timeout=AUTH_TIMEOUT_S
+            )
         except httpx.HTTPError as exc:
             raise AuthUnavailable(type(exc).__name__) from None
         if response.status_code >= 500:
             raise AuthUnavailable(f"auth answered {response.status_code}")
+        if response.status_code != expected:
+            raise AuthRejected(response.status_code, _detail(response))
+        return response
+
+    async def _post(
+        self,
+        path: str,
+        body: dict[str, str],
+        headers: dict[str, str] | None = None,
+        *,
+        expected: int = 200,
+        tokens: bool = True,
+    ) -> dict[str, Any]:
+        response = await self._send(path, body, headers or {}, expected=expected)
         try:
             payload: Any = response.json()
         except ValueError:
             raise AuthUnavailable("auth answered something that is not JSON") from None
-        if response.status_code != expected:
-            detail = payload.get("detail") if isinstance(payload, dict) else None
-            raise AuthRejected(response.status_code, detail or "rejected by the auth service")
         if not isinstance(payload, dict) or (tokens and "access_token" not in payload):
             raise AuthUnavailable("auth answered without tokens")
         return payload
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        payload: Any = response.json()
+    except ValueError:
+        payload = None
+    detail = payload.get("detail") if isinstance(payload, dict) else None
+    return detail or "rejected by the auth service"
 
 
 def page_tokens(pair: dict[str, Any]) -> ConsoleTokens:

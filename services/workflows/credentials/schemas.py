@@ -10,7 +10,14 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from shared.credentials import FIELDS, NAME_PATTERN, CredentialType
 
@@ -19,6 +26,22 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 MAX_VALUE_CHARS = 8192
 
 CredentialName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+# A host name or address, or `*.example.com` for its subdomains (not the apex itself).
+_HOST_PATTERN = re.compile(
+    r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_-]{1,63})*|[0-9a-f:.]+)$"
+)
+
+
+def _host_pattern(value: str) -> str:
+    # httpx names an IPv6 host without its brackets: so is it kept.
+    host = value.strip().lower().rstrip(".").removeprefix("[").removesuffix("]")
+    if len(host) > 253 or not _HOST_PATTERN.match(host):
+        raise ValueError("must be a host name or address, or *.<domain> for its subdomains")
+    return host
+
+
+HostPattern = Annotated[str, AfterValidator(_host_pattern)]
+MAX_ALLOWED_HOSTS = 50
 Value = Annotated[str, StringConstraints(min_length=1, max_length=MAX_VALUE_CHARS)]
 
 
@@ -30,6 +53,11 @@ class CredentialData(BaseModel):
     type: CredentialType
     # repr=False: a logged or printed model must not carry the values.
     data: dict[str, Value] = Field(repr=False)
+    # Where the credential may be sent; a request to any other host fails its step before
+    # anything is sent. Absent: any host the egress policy allows.
+    allowed_hosts: list[HostPattern] | None = Field(
+        default=None, min_length=1, max_length=MAX_ALLOWED_HOSTS
+    )
 
     @model_validator(mode="after")
     def _fields_of_type(self) -> CredentialData:
@@ -66,6 +94,7 @@ class CredentialOut(BaseModel):
     name: str
     type: str
     fields_set: list[str]
+    allowed_hosts: list[str] | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -21,7 +21,13 @@ from services.workflows.credentials.schemas import (
     CredentialOut,
     CredentialReplace,
 )
-from shared.credentials import CREDENTIAL_PARAM, HEADER_TYPES, is_name, references
+from shared.credentials import (
+    CREDENTIAL_PARAM,
+    HEADER_TYPES,
+    is_name,
+    references,
+    secret_use_issues,
+)
 from shared.crypto import Keyring, credential_context
 from shared.db.models import Credential, utcnow
 from shared.nodes import is_template
@@ -45,6 +51,7 @@ def present(credential: Credential) -> CredentialOut:
         name=credential.name,
         type=credential.type,
         fields_set=list(credential.fields),
+        allowed_hosts=credential.allowed_hosts,
         created_at=credential.created_at,
         updated_at=credential.updated_at,
     )
@@ -70,6 +77,7 @@ async def create(
         type=body.type,
         fields=sorted(body.data),
         data=_seal(keyring, credential_id, body),
+        allowed_hosts=body.allowed_hosts,
         created_at=now,
         updated_at=now,
     )
@@ -118,6 +126,7 @@ async def replace(
     credential.type = body.type
     credential.fields = sorted(body.data)
     credential.data = _seal(keyring, credential.id, body)
+    credential.allowed_hosts = body.allowed_hosts
     credential.updated_at = utcnow()
     await session.flush()
     return credential
@@ -161,6 +170,12 @@ async def reference_issues(
             else:
                 wanted.append((node_id, CREDENTIAL_PARAM, refs.credential, True))
         wanted.extend((node_id, "", name, False) for name in sorted(refs.secrets))
+        if refs.secrets:
+            node_type = node.get("type")
+            for field, message in secret_use_issues(
+                node_type if isinstance(node_type, str) else "", params
+            ):
+                issues.append(_issue(node_id, field, message))
     types = await CredentialRepository(session).types(owner_id, {w[2] for w in wanted})
     for node_id, field, name, as_header in wanted:
         found = types.get(name)

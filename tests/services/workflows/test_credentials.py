@@ -150,3 +150,35 @@ class TestWorkflowReferences:
         assert created.status_code == 201, created.text
         assert api.delete("/credentials/used").status_code == 409
         assert api.delete("/credentials/used_secret").status_code == 409
+
+
+class TestAllowedHosts:
+    def test_are_stored_lower_case_shown_and_replaced_with_the_rest(
+        self, api: httpx.Client
+    ) -> None:
+        body = {
+            "name": "fenced",
+            "type": "bearer",
+            "data": {"token": TOKEN},
+            "allowed_hosts": ["API.GitHub.com", "*.example.org"],
+        }
+        created = api.post("/credentials", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["allowed_hosts"] == ["api.github.com", "*.example.org"]
+        assert api.get("/credentials/fenced").json()["allowed_hosts"] == [
+            "api.github.com",
+            "*.example.org",
+        ]
+        replaced = api.put("/credentials/fenced", json={"type": "bearer", "data": {"token": "t"}})
+        assert replaced.status_code == 200, replaced.text
+        assert replaced.json()["allowed_hosts"] is None
+
+    @pytest.mark.parametrize(
+        "hosts",
+        [[], ["https://api.github.com"], ["api.github.com/x"], ["*"], ["a b"], ["x"] * 51],
+    )
+    def test_what_is_not_a_host_list_is_422(self, api: httpx.Client, hosts: list[str]) -> None:
+        body = {"name": "bad", "type": "bearer", "data": {"token": TOKEN}, "allowed_hosts": hosts}
+        answer = api.post("/credentials", json=body)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"][0]["loc"][:2] == ["body", "allowed_hosts"]

@@ -131,12 +131,13 @@ POSTGRES_PASSWORD: {{ $values.postgresPassword | b64enc }}
 Which secret variables each component reads (checked against the code: grep the settings'
 readers). The worker runs nodes on user data and the internet: it never gets the internal token
 (it needs the webhook key only to derive runs' resume URLs); ingest never gets the database URL;
-auth neither of the two shared secrets. The encryption keys go where credentials or webhook
+auth gets the internal token only (to believe the console's forwarded client address), never the
+webhook key. The encryption keys go where credentials or webhook
 secrets are sealed or opened: workflows, ingest, the worker, and the migration that seals old rows.
 */}}
 {{- define "automateos.secretsUsedBy" -}}
 {{- $used := dict
-  "auth" (list "DATABASE_URL" "REDIS_URL")
+  "auth" (list "DATABASE_URL" "REDIS_URL" "AUTOMATEOS_INTERNAL_TOKEN")
   "workflows" (list "DATABASE_URL" "REDIS_URL" "AUTOMATEOS_INTERNAL_TOKEN" "AUTOMATEOS_WEBHOOK_KEY" "AUTOMATEOS_ENCRYPTION_KEYS")
   "ingest" (list "REDIS_URL" "AUTOMATEOS_INTERNAL_TOKEN" "AUTOMATEOS_WEBHOOK_KEY" "AUTOMATEOS_ENCRYPTION_KEYS")
   "worker" (list "DATABASE_URL" "REDIS_URL" "AUTOMATEOS_WEBHOOK_KEY" "AUTOMATEOS_ENCRYPTION_KEYS")
