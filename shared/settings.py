@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     # Schedules: a tick more than this late (the scheduler was down) is skipped, not run.
     schedule_misfire_grace_seconds: float = Field(60.0, ge=0)
     schedule_poll_seconds: float = Field(0.2, gt=0, le=10)
+    # Schedule quotas per user, checked at save (docs/schedules.md): the shortest `every`, how
+    # many active schedules, and how many scheduled runs per minute they may start together.
+    schedule_min_interval_seconds: float = Field(10.0, ge=1)
+    schedule_max_active_per_user: int = Field(50, ge=1)
+    schedule_max_runs_per_minute_per_user: float = Field(60.0, gt=0)
 
     # Run history retention (services/worker/retention.py); workflows may override both.
     run_retention_days: float = Field(14, gt=0)

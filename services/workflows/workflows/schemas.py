@@ -111,8 +111,8 @@ class TriggerIn(BaseModel):
         if (self.cron is None) == (self.every is None):
             raise ValueError("a schedule takes exactly one of 'cron' or 'every'")
         if self.cron is not None:
-            schedules.check_cron(self.cron)
             schedules.zone(self.timezone or "UTC")
+            schedules.check_cron(self.cron, self.timezone or "UTC")
         else:
             if self.timezone is not None:
                 raise ValueError("'timezone' applies to 'cron' schedules only")

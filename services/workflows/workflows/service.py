@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workflows.credentials import service as credentials
 from services.workflows.hooks.service import HookMirror
+from services.workflows.workflows import quotas
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.schemas import (
     DEFAULT_HMAC_HEADER,
@@ -35,6 +36,7 @@ from shared.crypto import Keyring, hook_secret_context, is_sealed
 from shared.db.models import Workflow, utcnow
 from shared.hooks import derive_token, token_hash
 from shared.nodes import NodeRegistry, issues_to_detail, validate_nodes
+from shared.settings import get_settings
 
 
 class WorkflowNotFound(Exception):
@@ -111,7 +113,27 @@ async def _checked_nodes(
 def _next_run_at(workflow: Workflow) -> datetime | None:
     if not workflow.active or not schedules.is_schedule(workflow.trigger):
         return None
-    return schedules.next_tick(workflow.trigger, utcnow())
+    trigger = workflow.trigger
+    try:
+        if trigger.get("cron"):
+            # A trigger stored before never-firing expressions were refused at save.
+            schedules.check_cron(trigger["cron"], trigger.get("timezone") or "UTC")
+        return schedules.next_tick(trigger, utcnow())
+    except ValueError as exc:
+        field = "cron" if trigger.get("cron") else "every"
+        raise InvalidDefinition(
+            [{"loc": ["body", "trigger", field], "msg": str(exc), "type": "value_error"}]
+        ) from None
+
+
+async def _check_quotas(
+    session: AsyncSession, workflow_id: uuid.UUID, owner_id: uuid.UUID, trigger: Any, active: bool
+) -> None:
+    limits = quotas.ScheduleQuotas.from_settings(get_settings())
+    try:
+        await quotas.check(session, limits, owner_id, workflow_id, trigger, active)
+    except quotas.QuotaExceeded as exc:
+        raise InvalidDefinition(exc.detail) from None
 
 
 def _stored_retention(requested: RetentionIn | None) -> dict[str, Any]:
@@ -184,6 +206,7 @@ async def create(
         updated_at=now,
     )
     workflow.next_run_at = _next_run_at(workflow)
+    await _check_quotas(session, workflow_id, owner_id, workflow.trigger, workflow.active)
     repo = WorkflowRepository(session)
     await repo.add(workflow)
     await repo.add_version(workflow)
@@ -229,6 +252,14 @@ async def _apply(
     changed = {name: value for name, value in changes.items() if getattr(workflow, name) != value}
     if not changed:
         return workflow
+    if "trigger" in changed or "active" in changed:
+        await _check_quotas(
+            session,
+            workflow.id,
+            workflow.owner_id,
+            changed.get("trigger", workflow.trigger),
+            changed.get("active", workflow.active),
+        )
     for name, value in changed.items():
         setattr(workflow, name, value)
     workflow.version += 1
