@@ -39,7 +39,8 @@ class TestNeverFiringCron:
         assert response.status_code == 422, response.text
         (issue,) = response.json()["detail"]
         assert issue["loc"][:2] == ["body", "trigger"]
-        assert "'cron'" in issue["msg"] and "never fires" in issue["msg"]
+        assert "'cron'" in issue["msg"]
+        assert "never fires" in issue["msg"]
 
     def test_a_leap_day_is_accepted(self, api: httpx.Client) -> None:
         response = create(api, trigger={"type": "schedule", "cron": "0 0 29 2 *"})
