@@ -23,6 +23,13 @@ class SignatureConfig(TypedDict, total=False):
     header: str  # hmac-sha256 only: which header carries the hex digest
 
 
+class RateLimit(TypedDict):
+    """A webhook's token bucket: `per_s` deliveries a second, bursts of up to `burst`."""
+
+    per_s: float
+    burst: int
+
+
 class HookRecord(TypedDict):
     workflow_id: str
     owner_id: str
@@ -32,6 +39,8 @@ class HookRecord(TypedDict):
     # and is replaced by a sealed one of the same version (services/workflows/hooks/service.py).
     sealed: NotRequired[bool]
     signature: SignatureConfig | None
+    # The workflow's `rate_limit`; absent or null: the ingest default.
+    rate_limit: NotRequired[RateLimit | None]
 
 
 def derive_token(key: bytes, workflow_id: str, nonce: str) -> str:

@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(1024 * 1024, ge=1024)  # workflow definitions, credentials
     dedupe_ttl_seconds: int = 7 * 24 * 3600
     hook_cache_seconds: float = 0.5
+    # Overload answers (docs/flow-control.md): ingest answers 503 + Retry-After above this many
+    # queued runs, or once Redis uses this share of its `maxmemory`, read every
+    # `ingest_overload_check_seconds` (not per request). The default backlog fits the chart's
+    # Redis (384 MB): about 2 KiB per queued run plus its body.
+    ingest_max_backlog: int = Field(50_000, ge=1)
+    ingest_max_memory_ratio: float = Field(0.9, gt=0, le=1)
+    ingest_overload_check_seconds: float = Field(0.25, gt=0, le=10)
+    # Each webhook's token bucket per ingest process (a workflow's `rate_limit` overrides it):
+    # beyond it, 429 + Retry-After.
+    ingest_rate_per_s: float = Field(200.0, gt=0)
+    ingest_rate_burst: int = Field(400, ge=1)
     egress_allowlist: str = ""
     metrics_port: int = 9100
     step_payload_max_bytes: int = 64 * 1024

@@ -84,6 +84,8 @@ class Workflow(SQLModel, table=True):
     next_run_at: datetime | None = _ts(default=None)
     # Per-workflow overrides of run retention: {"days", "max_runs", "keep_details"}.
     retention: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    # The webhook's token bucket, {"per_s", "burst"}; NULL: the ingest default.
+    rate_limit: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
 
 
 class Credential(SQLModel, table=True):

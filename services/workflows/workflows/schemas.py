@@ -132,6 +132,16 @@ class RetentionIn(BaseModel):
     keep_details: Literal["all", "failed"] = "all"
 
 
+class RateLimitIn(BaseModel):
+    """The workflow's webhook token bucket: `per_s` deliveries a second, bursts up to `burst`
+    (per ingest replica); beyond it, 429 with Retry-After (docs/flow-control.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_s: Annotated[float, Field(gt=0, le=100_000)]
+    burst: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
 class WorkflowIn(BaseModel):
     """The whole definition (POST and PUT): a missing optional field takes its default."""
 
@@ -145,6 +155,7 @@ class WorkflowIn(BaseModel):
     nodes: list[Any]
     trigger: TriggerIn | None = None
     retention: RetentionIn | None = None
+    rate_limit: RateLimitIn | None = None
 
 
 class WorkflowPatch(BaseModel):
@@ -160,6 +171,8 @@ class WorkflowPatch(BaseModel):
     trigger: TriggerIn | None = None
     # `null` returns to the deployment's defaults.
     retention: RetentionIn | None = None
+    # `null` returns to the deployment's default bucket.
+    rate_limit: RateLimitIn | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> WorkflowPatch:
@@ -196,6 +209,7 @@ class WorkflowOut(BaseModel):
     nodes: list[dict[str, Any]]
     trigger: TriggerOut | ScheduleTriggerOut
     retention: RetentionIn
+    rate_limit: RateLimitIn | None = None
     webhook_url: str
     # The next tick of an active schedule trigger, else null.
     next_run_at: datetime | None = None

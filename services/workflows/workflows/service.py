@@ -20,6 +20,7 @@ from services.workflows.workflows import quotas
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.schemas import (
     DEFAULT_HMAC_HEADER,
+    RateLimitIn,
     RetentionIn,
     ScheduleTriggerOut,
     SignatureOut,
@@ -89,6 +90,7 @@ def present(workflow: Workflow, urls: WebhookUrls) -> WorkflowOut:
         if schedules.is_schedule(trigger)
         else TriggerOut(signature=signature),
         retention=RetentionIn.model_validate(workflow.retention or {}),
+        rate_limit=RateLimitIn.model_validate(workflow.rate_limit) if workflow.rate_limit else None,
         webhook_url=urls.url(workflow),
         next_run_at=workflow.next_run_at,
         created_at=workflow.created_at,
@@ -138,6 +140,10 @@ async def _check_quotas(
 
 def _stored_retention(requested: RetentionIn | None) -> dict[str, Any]:
     return requested.model_dump(exclude_defaults=True) if requested else {}
+
+
+def _stored_rate_limit(requested: RateLimitIn | None) -> dict[str, Any] | None:
+    return requested.model_dump() if requested else None
 
 
 def _stored_trigger(
@@ -200,6 +206,7 @@ async def create(
         nodes=nodes,
         trigger=_stored_trigger(body.trigger, None, keyring, workflow_id),
         retention=_stored_retention(body.retention),
+        rate_limit=_stored_rate_limit(body.rate_limit),
         webhook_token_hash=hashed,
         webhook_nonce=nonce,
         created_at=now,
@@ -294,6 +301,7 @@ async def replace(
         "nodes": await _checked_nodes(session, registry, owner_id, body.nodes),
         "trigger": _stored_trigger(body.trigger, workflow.trigger, keyring, workflow.id),
         "retention": _stored_retention(body.retention),
+        "rate_limit": _stored_rate_limit(body.rate_limit),
     }
     return await _apply(session, mirror, workflow, changes)
 
@@ -321,6 +329,8 @@ async def patch(
         changes["trigger"] = _stored_trigger(body.trigger, workflow.trigger, keyring, workflow.id)
     if "retention" in present_fields:
         changes["retention"] = _stored_retention(body.retention)
+    if "rate_limit" in present_fields:
+        changes["rate_limit"] = _stored_rate_limit(body.rate_limit)
     return await _apply(session, mirror, workflow, changes)
 
 
