@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     egress_allowlist: str = ""
     metrics_port: int = 9100
     step_payload_max_bytes: int = 64 * 1024
+    # Recorded step inputs and outputs per workflow per UTC day; beyond it, runs are recorded
+    # with markers in their place (services/worker/engine/data_budget.py).
+    run_data_budget_bytes_per_day: int = Field(256 * 1024 * 1024, ge=1)
 
     # `<id>:<base64 32 bytes>`, comma-separated, newest first (shared/crypto.py).
     encryption_keys: str = Field("", repr=False)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from services.worker.config import WorkerSettings
 from services.worker.engine import NodeRunner, RunEngine, VersionCache
 from services.worker.engine.credentials import CredentialVault
+from services.worker.engine.data_budget import RunDataBudget
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json
 from services.worker.loop import EngineLoop
@@ -112,6 +113,7 @@ class WorkerRuntime:
             runner,
             VersionCache(worker_settings.version_cache_size),
             Parking(self.redis, settings),
+            RunDataBudget(self.redis, settings.run_data_budget_bytes_per_day),
         )
         self.engine_loop.start()
 

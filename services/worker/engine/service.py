@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.worker import metrics
 from services.worker.engine import repository
 from services.worker.engine.cancels import CancelWatch
+from services.worker.engine.data_budget import RunDataBudget
 from services.worker.engine.delivery import DeliveryConnection, DeliveryHooks
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json, redact
@@ -107,11 +108,13 @@ class RunEngine:
         runner: NodeRunner,
         versions: VersionCache,
         parking: Parking,
+        data_budget: RunDataBudget | None = None,
     ) -> None:
         self.db = db
         self.runner = runner
         self.versions = versions
         self.parking = parking
+        self.data_budget = data_budget
         self.cancels = CancelWatch(parking.client)
 
     async def execute(self, job: RunJob, *, job_timeout_s: float) -> str:
@@ -209,6 +212,8 @@ class RunEngine:
             span.set_status(StatusCode.ERROR, outcome.error)
         if outcome.status == WAITING and outcome.park is not None:
             return await self._park(job, db, run_id, attempt, outcome, ids)
+        if self.data_budget is not None:
+            await self.data_budget.apply(job["workflow_id"], outcome.steps)
         return await self._finish(db, run_id, attempt, outcome, clock, ids)
 
     async def _claim(
