@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     # beyond it, 429 + Retry-After.
     ingest_rate_per_s: float = Field(200.0, gt=0)
     ingest_rate_burst: int = Field(400, ge=1)
+    # Resume-callback bodies stored in Redis and not yet taken by their runs, per run owner.
+    callback_storage_max_bytes_per_user: int = Field(64 * 1024 * 1024, ge=1024)
     egress_allowlist: str = ""
     metrics_port: int = 9100
     step_payload_max_bytes: int = 64 * 1024

@@ -49,6 +49,9 @@ from shared.telemetry import (
 )
 
 log = logging.getLogger(__name__)
+
+# The node whose runs take a callback on their resume URL (parking.py keeps the key).
+CALLBACK_NODE = "wait_for_callback"
 _tracer = tracer(__name__)
 
 # The final write is worth waiting for, because failing it means the job is re-run and its
@@ -196,6 +199,11 @@ class RunEngine:
         hooks = DeliveryHooks(
             db, self.parking, flag, run_id=run_id, attempt=attempt, hold_connection=hold
         )
+        takes_callbacks = version.error is None and any(
+            node.type == CALLBACK_NODE for node in version.nodes
+        )
+        if takes_callbacks:
+            await self.parking.open_callback(job, job_timeout_s)
         if version.error is not None:
             outcome = RunOutcome(FAILED, version.error, [])
         else:
@@ -214,7 +222,11 @@ class RunEngine:
             return await self._park(job, db, run_id, attempt, outcome, ids)
         if self.data_budget is not None:
             await self.data_budget.apply(job["workflow_id"], outcome.steps)
-        return await self._finish(db, run_id, attempt, outcome, clock, ids)
+        status = await self._finish(db, run_id, attempt, outcome, clock, ids)
+        if takes_callbacks and status != "superseded":
+            # The run ended: no callback may be stored for it any more.
+            await self.parking.take_callback(job["run_id"])
+        return status
 
     async def _claim(
         self,
