@@ -99,7 +99,6 @@ class Parking:
         self.scheduled_key = scheduled_registry_key(settings.queue_name)
         self._take = client.register_script(_TAKE)
         self._open = client.register_script(_OPEN)
-        self._park = client.register_script(_PARK)
 
     async def open_callback(self, job: RunJob, job_timeout_s: float) -> None:
         """Let the run take a callback while this delivery runs (its workflow has a
@@ -125,7 +124,9 @@ class Parking:
         args: list[str | int] = [job["owner_id"], job_id, math.ceil(wait_s) + slack, int(callback)]
         async with self.client.pipeline(transaction=True) as pipeline:
             self.enqueuer.add_to(pipeline, continuation, _whole_second_after(resume_at))
-            await self._park(keys=[key], args=args, client=pipeline)
+            # EVAL, not the registered script: a pipeline holding a script object first asks
+            # Redis whether it knows it (SCRIPT EXISTS), a round trip per park.
+            pipeline.eval(_PARK, 1, key, *args)
             results = await pipeline.execute()
         if callback and results[-1] == 1:
             # The callback was POSTed before we parked: resume now, the body is waiting.
