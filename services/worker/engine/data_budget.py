@@ -65,6 +65,15 @@ def _marker(size: int) -> orjson.Fragment:
     )
 
 
+# A marker's size: {"truncated":true,"reason":"run_data_budget","size":<up to 20 digits>}.
+_MARKER_BYTES = len(orjson.dumps(_marker(10**19)))
+
+
+def _shrunk(payload: orjson.Fragment | None, size: int) -> orjson.Fragment | None:
+    """The payload as recorded over budget: itself when no bigger than a marker."""
+    return payload if payload is None or size <= _MARKER_BYTES else _marker(size)
+
+
 class RunDataBudget:
     """Charges finished runs' recorded step data to their workflow's daily budget."""
 
@@ -86,8 +95,9 @@ class RunDataBudget:
         total = sum(a + b for a, b in sizes)
         if total == 0:
             return
+        # Over budget, a payload is replaced by its marker unless it is no bigger than one.
         markers = [
-            (_marker(a) if step.input is not None else None, _marker(b) if b else None)
+            (_shrunk(step.input, a), _shrunk(step.output, b))
             for step, (a, b) in zip(steps, sizes, strict=True)
         ]
         marker_bytes = sum(_size(i) + _size(o) for i, o in markers)
@@ -104,7 +114,7 @@ class RunDataBudget:
         if fits:
             return
         for step, (new_input, new_output) in zip(steps, markers, strict=True):
-            truncated = (new_input is not None) + (new_output is not None)
+            truncated = (new_input is not step.input) + (new_output is not step.output)
             if truncated:
                 step.input, step.output = new_input, new_output
                 STEP_DATA_TRUNCATED.inc(truncated)
