@@ -19,12 +19,14 @@ with one atomic script.
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from shared.hooks import (
     CALLBACK_CLOSED_TTL_S,
@@ -83,6 +85,7 @@ end
 return false
 """
 _USAGE_PREFIX, _SIZES_PREFIX = callback_usage_keys("")
+log = logging.getLogger(__name__)
 
 
 def _whole_second_after(moment: datetime) -> datetime:
@@ -104,7 +107,18 @@ class Parking:
         """Let the run take a callback while this delivery runs (its workflow has a
         `wait_for_callback` step); a no-op once it parked on it, got it or ended."""
         ttl = math.ceil(job_timeout_s) + CALLBACK_OPEN_SLACK_S
-        await self._open(keys=[callback_key(job["run_id"])], args=[job["owner_id"], ttl])
+        try:
+            await self._open(keys=[callback_key(job["run_id"])], args=[job["owner_id"], ttl])
+        except (RedisError, OSError, TimeoutError) as exc:
+            # The run goes on; a callback POSTed before it parks is refused (404) meanwhile.
+            log.warning("could not open the run's callback key: %r", exc)
+
+    async def close_callback(self, run_id: str) -> None:
+        """The run ended: refuse callbacks for it from now on (best effort: the key expires)."""
+        try:
+            await self.take_callback(run_id)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("could not close the run's callback key: %r", exc)
 
     async def schedule(
         self, job: RunJob, position: int, resume_at: datetime, *, callback: bool

@@ -225,7 +225,7 @@ class RunEngine:
         status = await self._finish(db, run_id, attempt, outcome, clock, ids)
         if takes_callbacks and status != "superseded":
             # The run ended: no callback may be stored for it any more.
-            await self.parking.take_callback(job["run_id"])
+            await self.parking.close_callback(job["run_id"])
         return status
 
     async def _claim(
