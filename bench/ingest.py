@@ -365,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         "AUTOMATEOS_QUEUE_NAME": QUEUE,
         # A Redis miss must never reach for a workflows service that is not running.
         "AUTOMATEOS_WORKFLOWS_URL": f"http://127.0.0.1:{free_port()}",
+        # One webhook as fast as it goes: the per-webhook bucket and the backlog bound
+        # (docs/flow-control.md) would measure themselves instead of the front door.
+        "AUTOMATEOS_INGEST_RATE_PER_S": "1000000",
+        "AUTOMATEOS_INGEST_RATE_BURST": "1000000",
+        "AUTOMATEOS_INGEST_MAX_BACKLOG": "100000000",
     }
     uvicorn_args = ["--no-access-log", "--log-level", "warning", "--factory"]
     baseline_port, ingest_port = free_port(), free_port()

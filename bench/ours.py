@@ -250,6 +250,12 @@ $$
 RETENTION = {
     "AUTOMATEOS_RUN_RETENTION_MAX_PER_WORKFLOW": "2000000",
     "AUTOMATEOS_RUN_RETENTION_DAYS": "30",
+    # The benchmarks drive one webhook as fast as it goes and queue up to 10^6 runs: the
+    # production overload answers (docs/flow-control.md) would measure themselves instead.
+    "AUTOMATEOS_INGEST_RATE_PER_S": "1000000",
+    "AUTOMATEOS_INGEST_RATE_BURST": "1000000",
+    "AUTOMATEOS_INGEST_MAX_BACKLOG": "10000000",
+    "AUTOMATEOS_RUN_DATA_BUDGET_BYTES_PER_DAY": str(1 << 40),
 }
 
 

@@ -42,6 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"auth": 36, "workflows": 35, "ingest": 33, "worker": 32, "postgres": 34, "redis": 31}
 SERVICES = (("auth", 8001), ("workflows", 8002), ("ingest", 8003))
 METRICS_PORT = 9100
+# `make up`'s Redis bound (override with AUTOMATEOS_DEV_REDIS_MAXMEMORY), with noeviction: a
+# full Redis refuses writes rather than drop accepted jobs; ingest answers 503 before that.
+DEV_REDIS_MAXMEMORY = "256mb"
 
 
 def _say(prefix: str, line: str) -> None:
@@ -159,12 +162,19 @@ def main() -> int:
             _say("postgres", f"ready on 127.0.0.1:{postgres.port} (data: {postgres.base_dir})")
         if "REDIS_URL" not in os.environ:
             redis_server = RedisServer(
-                data_dir / "redis", port=ports["redis"], die_with_parent=True
+                data_dir / "redis",
+                port=ports["redis"],
+                die_with_parent=True,
+                maxmemory=os.environ.get("AUTOMATEOS_DEV_REDIS_MAXMEMORY", DEV_REDIS_MAXMEMORY),
             )
             infra.append(redis_server)
             redis_server.start()
             env["REDIS_URL"] = redis_server.url
-            _say("redis", f"ready on 127.0.0.1:{redis_server.port} (append-only file on)")
+            _say(
+                "redis",
+                f"ready on 127.0.0.1:{redis_server.port} (append-only file on, "
+                f"maxmemory {redis_server.maxmemory} noeviction)",
+            )
 
         if not os.environ.get("AUTOMATEOS_ENCRYPTION_KEYS"):
             # Generated once, before the migration (which seals existing webhook secrets) and

@@ -335,6 +335,10 @@ class RedisServer:
     port: int = 0
     durable: bool = True
     die_with_parent: bool = False
+    # Redis's `maxmemory` ("256mb"); None leaves it unbounded. Always with `noeviction`: an
+    # evicted key could be an accepted job, so a full Redis refuses writes instead, and ingest
+    # answers 503 before it gets there (docs/flow-control.md).
+    maxmemory: str | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -353,6 +357,8 @@ class RedisServer:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
         else:
             args += ["--appendonly", "no"]
+        if self.maxmemory is not None:
+            args += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
         log = open(self.base_dir / "redis.log", "ab")  # noqa: SIM115 - lives with the server
         self.proc = subprocess.Popen(
             args,

@@ -34,10 +34,38 @@ def parse_every(text: str) -> timedelta:
     return period
 
 
-def check_cron(expression: str) -> None:
-    """Raise ValueError unless `expression` is a 5-field cron expression."""
+# A valid expression fires at least once in any leap cycle; searching further only finds
+# dates that cannot exist (`0 0 31 2 *`, February 31st), which croniter would hunt for decades.
+NEVER_FIRES_HORIZON_YEARS = 8
+
+
+def check_cron(expression: str, timezone: str = "UTC") -> None:
+    """Raise ValueError unless `expression` is a 5-field cron expression that ever fires."""
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise ValueError("'cron' must be a valid 5-field cron expression (e.g. '*/5 * * * *')")
+    try:
+        croniter(
+            expression,
+            datetime.now(UTC).astimezone(zone(timezone)),
+            max_years_between_matches=NEVER_FIRES_HORIZON_YEARS,
+        ).get_next(datetime)
+    except (ValueError, KeyError, OverflowError):
+        # croniter's "no match" (CroniterBadDateError) is a ValueError; day/month combinations
+        # it cannot place raise the others.
+        raise ValueError(
+            f"'cron' {expression!r} never fires (no such date, e.g. February 31st)"
+        ) from None
+
+
+def runs_per_minute(trigger: Mapping[str, Any]) -> float:
+    """The most runs per minute a (validated) schedule trigger can start: its peak rate.
+
+    A 5-field cron fires at most once a minute, so it counts as 1 whatever its fields say.
+    """
+    every = trigger.get("every")
+    if every:
+        return 60.0 / parse_every(every).total_seconds()
+    return 1.0
 
 
 def zone(name: str) -> ZoneInfo:

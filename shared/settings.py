@@ -82,11 +82,27 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(1024 * 1024, ge=1024)  # workflow definitions, credentials
     dedupe_ttl_seconds: int = 7 * 24 * 3600
     hook_cache_seconds: float = 0.5
+    # Overload answers (docs/flow-control.md): ingest answers 503 + Retry-After above this many
+    # queued runs, or once Redis uses this share of its `maxmemory`, read every
+    # `ingest_overload_check_seconds` (not per request). The default backlog fits the chart's
+    # Redis (384 MB): about 2 KiB per queued run plus its body.
+    ingest_max_backlog: int = Field(50_000, ge=1)
+    ingest_max_memory_ratio: float = Field(0.9, gt=0, le=1)
+    ingest_overload_check_seconds: float = Field(0.25, gt=0, le=10)
+    # Each webhook's token bucket per ingest process (a workflow's `rate_limit` overrides it):
+    # beyond it, 429 + Retry-After.
+    ingest_rate_per_s: float = Field(200.0, gt=0)
+    ingest_rate_burst: int = Field(400, ge=1)
+    # Resume-callback bodies stored in Redis and not yet taken by their runs, per run owner.
+    callback_storage_max_bytes_per_user: int = Field(64 * 1024 * 1024, ge=1024)
     egress_allowlist: str = ""
     metrics_port: int = 9100
     step_payload_max_bytes: int = 64 * 1024
     # Nodes of one run that execute at once along a graph's parallel branches (docs/nodes.md).
     run_max_parallel: int = Field(8, ge=1, le=256)
+    # Recorded step inputs and outputs per workflow per UTC day; beyond it, runs are recorded
+    # with markers in their place (services/worker/engine/data_budget.py).
+    run_data_budget_bytes_per_day: int = Field(256 * 1024 * 1024, ge=1)
 
     # `<id>:<base64 32 bytes>`, comma-separated, newest first (shared/crypto.py).
     encryption_keys: str = Field("", repr=False)
@@ -97,6 +113,11 @@ class Settings(BaseSettings):
     # Schedules: a tick more than this late (the scheduler was down) is skipped, not run.
     schedule_misfire_grace_seconds: float = Field(60.0, ge=0)
     schedule_poll_seconds: float = Field(0.2, gt=0, le=10)
+    # Schedule quotas per user, checked at save (docs/schedules.md): the shortest `every`, how
+    # many active schedules, and how many scheduled runs per minute they may start together.
+    schedule_min_interval_seconds: float = Field(10.0, ge=1)
+    schedule_max_active_per_user: int = Field(50, ge=1)
+    schedule_max_runs_per_minute_per_user: float = Field(60.0, gt=0)
 
     # Run history retention (services/worker/retention.py); workflows may override both.
     run_retention_days: float = Field(14, gt=0)

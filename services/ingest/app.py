@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -10,12 +11,13 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from services.ingest.hooks import callbacks
+from services.ingest.hooks.admission import OverloadGauge, TokenBuckets
 from services.ingest.hooks.endpoints import IngestApp, document
 from services.ingest.hooks.jobs import job_packer
 from services.ingest.hooks.resolver import HookResolver, InternalHookSource
-from services.ingest.hooks.service import RunStore, WebhookService
+from services.ingest.hooks.service import Admission, RunStore, WebhookService
 from services.ingest.leanredis import LeanRedis
-from shared.queue import RunEnqueuer
+from shared.queue import RunEnqueuer, queue_key
 from shared.service import ReadinessCheck, build_app
 from shared.settings import get_settings
 from shared.telemetry import configure_tracing, flush_tracing
@@ -59,11 +61,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keyring=settings.keyring(),
     )
     store = RunStore(redis, job_packer(enqueuer), settings.dedupe_ttl_seconds)
+    gauge = OverloadGauge(
+        redis,
+        queue_key(settings.queue_name),
+        max_backlog=settings.ingest_max_backlog,
+        max_memory_ratio=settings.ingest_max_memory_ratio,
+        interval_s=settings.ingest_overload_check_seconds,
+    )
+    admission = Admission(
+        gauge, TokenBuckets(), settings.ingest_rate_per_s, settings.ingest_rate_burst
+    )
     app.state.redis = redis
-    app.state.webhooks = WebhookService(resolver, store, settings.max_body_bytes)
+    app.state.webhooks = WebhookService(resolver, store, settings.max_body_bytes, admission)
+    reader = asyncio.create_task(gauge.run_forever())
     try:
         yield
     finally:
+        reader.cancel()
         await workflows.aclose()
         await enqueuer.client.aclose()
         await redis.aclose()

@@ -20,6 +20,7 @@ from services.worker.config import WorkerSettings
 from services.worker.engine import NodeRunner, RunEngine, VersionCache
 from services.worker.engine.children import ChildRuns
 from services.worker.engine.credentials import CredentialVault
+from services.worker.engine.data_budget import RunDataBudget
 from services.worker.engine.error_workflows import ErrorRuns
 from services.worker.engine.fairness import FairRenderer
 from services.worker.engine.followups import Followups
@@ -130,6 +131,7 @@ class WorkerRuntime:
             VersionCache(worker_settings.version_cache_size),
             Parking(self.redis, settings),
             Followups(children, ErrorRuns(self.db, spawner)),
+            RunDataBudget(self.redis, settings.run_data_budget_bytes_per_day),
             run_max_parallel=settings.run_max_parallel,
         )
         self.engine_loop.start()

@@ -96,6 +96,8 @@ class Workflow(SQLModel, table=True):
     retention: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
     # The workflow (id or name, as given) whose run starts when a run of this one fails.
     on_error: str | None = Field(default=None, max_length=200)
+    # The webhook's token bucket, {"per_s", "burst"}; NULL: the ingest default.
+    rate_limit: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
 
 
 class Credential(SQLModel, table=True):

@@ -430,6 +430,21 @@ class TestDevDatabases:
         ]
         assert data_mount in {t["metadata"]["name"] for t in redis["spec"]["volumeClaimTemplates"]}
 
+    def test_redis_is_bounded_and_never_evicts(self, helm) -> None:
+        # An evicted key could be an accepted job: a full Redis must refuse writes instead
+        # (ingest answers 503 before that), and its bound must sit below the memory limit.
+        redis = render(helm, DEV).get("StatefulSet", name_of("redis"))
+        container = redis["spec"]["template"]["spec"]["containers"][0]
+        args = container["args"]
+        assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+        assert args[args.index("--maxmemory") + 1] == "384mb"
+        assert container["resources"]["limits"]["memory"] == "512Mi"
+        resized = render(helm, DEV, values={"redis": {"inCluster": {"maxmemory": "1gb"}}})
+        args = resized.get("StatefulSet", name_of("redis"))["spec"]["template"]["spec"][
+            "containers"
+        ][0]["args"]
+        assert args[args.index("--maxmemory") + 1] == "1gb"
+
     def test_apps_point_at_the_in_cluster_services(self, helm) -> None:
         manifest = render(helm, DEV)
         env = manifest.container_env("worker")

@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
+from scripts.devstack import DEV_REDIS_MAXMEMORY
 from scripts.localinfra import PortTaken, RedisServer, free_port, port_in_use
 
 
@@ -34,6 +36,18 @@ class TestPortInUse:
             with pytest.raises(PortTaken, match=str(port)):
                 server.start()
         assert server.proc is None
+
+
+class TestRedisMemory:
+    def test_make_ups_redis_is_bounded_and_never_evicts(self, tmp_path: Path) -> None:
+        server = RedisServer(tmp_path, durable=False, maxmemory=DEV_REDIS_MAXMEMORY).start()
+        try:
+            client = redis.Redis.from_url(server.url)
+            assert client.config_get("maxmemory")["maxmemory"] == str(256 * 1024 * 1024)
+            assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+            client.close()
+        finally:
+            server.stop()
 
 
 # A parent that starts `sleep` with die_with_parent(), prints its pid and waits to be killed.

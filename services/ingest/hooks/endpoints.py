@@ -226,7 +226,17 @@ def _operation(method: str) -> dict[str, Any]:
             "404": _error_response("Unknown or revoked token."),
             "409": _error_response("The workflow is inactive."),
             "413": _error_response("Body over the size limit."),
-            "503": {**_error_response("Queue unavailable; retry later."), "headers": retry_after},
+            "429": {
+                **_error_response("This webhook's rate limit is exceeded; retry later."),
+                "headers": retry_after,
+            },
+            "503": {
+                **_error_response(
+                    "Queue unavailable, over its backlog bound or its storage nearly full; "
+                    "retry later."
+                ),
+                "headers": retry_after,
+            },
         },
     }
 

@@ -29,7 +29,14 @@ from services.ingest.hooks.payload import ALWAYS_REDACTED, IDEMPOTENCY_HEADERS
 from services.ingest.hooks.signatures import Verifier, build_verifier
 from services.ingest.leanredis import LeanRedis
 from shared.crypto import DecryptionFailed, Keyring, hook_secret_context, is_sealed
-from shared.hooks import HookRecord, SignatureConfig, decode_record, hook_key, token_hash
+from shared.hooks import (
+    HookRecord,
+    RateLimit,
+    SignatureConfig,
+    decode_record,
+    hook_key,
+    token_hash,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,8 @@ class Hook:
     dedupe_prefix: str
     # (lower-case name, display name) of the headers whose value is the dedupe key, in order.
     idempotency_headers: tuple[tuple[str, str], ...] = IDEMPOTENCY_HEADERS
+    # The workflow's own token bucket; None: ingest's default (admission.py).
+    rate_limit: RateLimit | None = None
 
 
 def _opened(signature: SignatureConfig | None, workflow_id: str, keyring: Keyring | None) -> Any:
@@ -100,7 +109,20 @@ def compile_record(record: HookRecord, keyring: Keyring | None = None) -> Hook |
         redacted_headers=redacted,
         dedupe_prefix=f"{DEDUPE_KEY_PREFIX}{workflow_id}:",
         idempotency_headers=_key_order(verifier),
+        rate_limit=_rate_limit(record.get("rate_limit")),
     )
+
+
+def _rate_limit(value: object) -> RateLimit | None:
+    # Validated at save; a malformed value here (written by hand) falls back to the default.
+    if not isinstance(value, dict):
+        return None
+    per_s, burst = value.get("per_s"), value.get("burst")
+    if not isinstance(per_s, int | float) or isinstance(per_s, bool) or per_s <= 0:
+        return None
+    if not isinstance(burst, int) or isinstance(burst, bool) or burst < 1:
+        return None
+    return {"per_s": float(per_s), "burst": burst}
 
 
 def _key_order(verifier: Verifier | None) -> tuple[tuple[str, str], ...]:

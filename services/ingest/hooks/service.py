@@ -24,6 +24,7 @@ from opentelemetry.trace import Span
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from services.ingest.hooks.admission import OverloadGauge, TokenBuckets
 from services.ingest.hooks.jobs import JobPacker
 from services.ingest.hooks.payload import (
     MalformedRequest,
@@ -58,6 +59,8 @@ _OUTCOMES = {
         "inactive",
         "bad_request",
         "unavailable",
+        "overloaded",
+        "rate_limited",
     )
 }
 
@@ -125,6 +128,33 @@ QUEUE_UNAVAILABLE = _error(503, "queue unavailable, retry later", _RETRY_AFTER)
 # but the request metrics record it instead of taking the unanswered request for a 500.
 CLIENT_GONE = _error(499, "client closed request")
 LOOKUP_UNAVAILABLE = _error(503, "webhook lookup unavailable, retry later", _RETRY_AFTER)
+OVERLOADED = {
+    "backlog": _error(503, "too many runs queued, retry later", _RETRY_AFTER),
+    "memory": _error(503, "the queue's storage is nearly full, retry later", _RETRY_AFTER),
+}
+# 429s by the seconds until the bucket has a token again (a handful of distinct values).
+_RATE_LIMITED: dict[int, Reply] = {}
+
+
+def _rate_limited(wait_s: int) -> Reply:
+    reply = _RATE_LIMITED.get(wait_s)
+    if reply is None:
+        detail = "this webhook's rate limit is exceeded, retry later"
+        reply = _error(429, detail, (b"retry-after", str(wait_s).encode()))
+        if len(_RATE_LIMITED) < 64:
+            _RATE_LIMITED[wait_s] = reply
+    return reply
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Ingest's overload gauge and webhook token buckets (admission.py), with the bucket of a
+    webhook whose workflow sets no `rate_limit`."""
+
+    gauge: OverloadGauge | None
+    buckets: TokenBuckets
+    default_per_s: float
+    default_burst: int
 
 
 class QueueUnavailable(Exception):
@@ -178,8 +208,15 @@ class RunStore:
 class WebhookService:
     """Decides the reply to one delivery and, when it is accepted, stores its run's job."""
 
-    def __init__(self, resolver: HookResolver, store: RunStore, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        resolver: HookResolver,
+        store: RunStore,
+        max_body_bytes: int,
+        admission: Admission | None = None,
+    ) -> None:
         self._resolver = resolver
+        self._admission = admission
         self._store = store
         self._max_body = max_body_bytes
         self._too_large = _error(413, TOO_LARGE_DETAIL.format(max_body_bytes), close=True)
@@ -219,6 +256,9 @@ class WebhookService:
         span.set_attribute(WORKFLOW_ID, hook.workflow_id)
         if not hook.active:
             return self._count(span, "inactive", INACTIVE)
+        refusal = self._admit(hook)
+        if refusal is not None:
+            return self._count(span, refusal[0], refusal[1])
 
         key: str | None = None
         for name, display in hook.idempotency_headers:
@@ -300,6 +340,26 @@ class WebhookService:
             replayed = (b"idempotent-replayed", b"true")
             return self._count(span, "duplicate", Reply(202, payload, (location, replayed)))
         return self._count(span, "accepted", Reply(202, payload, (location,)))
+
+    def _admit(self, hook: Hook) -> tuple[str, Reply] | None:
+        """(outcome, reply) when the delivery is refused before its body is read."""
+        admission = self._admission
+        if admission is None:
+            return None
+        if admission.gauge is not None:
+            reason = admission.gauge.overloaded()
+            if reason is not None:
+                return "overloaded", OVERLOADED[reason]
+        limit = hook.rate_limit
+        per_s, burst = (
+            (limit["per_s"], limit["burst"])
+            if limit is not None
+            else (admission.default_per_s, admission.default_burst)
+        )
+        wait_s = admission.buckets.take(hook.workflow_id, per_s, burst)
+        if wait_s:
+            return "rate_limited", _rate_limited(wait_s)
+        return None
 
     @staticmethod
     def _count(span: Span, outcome: str, reply: Reply) -> Reply:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.worker import metrics
 from services.worker.engine import items, repository
 from services.worker.engine.cancels import CancelWatch
+from services.worker.engine.data_budget import RunDataBudget
 from services.worker.engine.delivery import DeliveryConnection, DeliveryHooks
 from services.worker.engine.fairness import run_cpu
 from services.worker.engine.followups import Followups
@@ -51,6 +52,9 @@ from shared.telemetry import (
 )
 
 log = logging.getLogger(__name__)
+
+# The node whose runs take a callback on their resume URL (parking.py keeps the key).
+CALLBACK_NODE = "wait_for_callback"
 _tracer = tracer(__name__)
 
 # The final write is worth waiting for, because failing it means the job is re-run and its
@@ -119,6 +123,7 @@ class RunEngine:
         versions: VersionCache,
         parking: Parking,
         followups: Followups | None = None,
+        data_budget: RunDataBudget | None = None,
         *,
         run_max_parallel: int = DEFAULT_MAX_PARALLEL,
     ) -> None:
@@ -128,6 +133,7 @@ class RunEngine:
         self.versions = versions
         self.parking = parking
         self.followups = followups
+        self.data_budget = data_budget
         self.cancels = CancelWatch(parking.client)
 
     async def execute(self, job: RunJob, *, job_timeout_s: float) -> str:
@@ -231,6 +237,11 @@ class RunEngine:
             hold_connection=hold,
             children=self.followups.children if self.followups else None,
         )
+        takes_callbacks = version.error is None and any(
+            node.type == CALLBACK_NODE for node in version.nodes
+        )
+        if takes_callbacks:
+            await self.parking.open_callback(job, job_timeout_s)
         if version.error is not None:
             outcome = RunOutcome(FAILED, version.error, [])
         else:
@@ -252,7 +263,12 @@ class RunEngine:
             span.set_status(StatusCode.ERROR, outcome.error)
         if outcome.status == WAITING and outcome.park is not None:
             return await self._park(job, db, run_id, attempt, outcome, ids)
+        if self.data_budget is not None:
+            await self.data_budget.apply(job["workflow_id"], outcome.steps)
         result = await self._finish(db, run_id, attempt, outcome, clock, ids)
+        if takes_callbacks and result != "superseded":
+            # The run ended: no callback may be stored for it any more.
+            await self.parking.close_callback(job["run_id"])
         if self.followups is not None and result == outcome.status:
             await db.close()
             await self.followups.after_end(job, result)

@@ -74,6 +74,7 @@ def hook_record(workflow: Workflow) -> HookRecord:
         "active": workflow.active,
         "sealed": True,
         "signature": signature,
+        "rate_limit": workflow.rate_limit,  # type: ignore[typeddict-item]
     }
 
 

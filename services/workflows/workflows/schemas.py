@@ -115,8 +115,8 @@ class TriggerIn(BaseModel):
         if (self.cron is None) == (self.every is None):
             raise ValueError("a schedule takes exactly one of 'cron' or 'every'")
         if self.cron is not None:
-            schedules.check_cron(self.cron)
             schedules.zone(self.timezone or "UTC")
+            schedules.check_cron(self.cron, self.timezone or "UTC")
         else:
             if self.timezone is not None:
                 raise ValueError("'timezone' applies to 'cron' schedules only")
@@ -136,6 +136,16 @@ class RetentionIn(BaseModel):
     keep_details: Literal["all", "failed"] = "all"
 
 
+class RateLimitIn(BaseModel):
+    """The workflow's webhook token bucket: `per_s` deliveries a second, bursts up to `burst`
+    (per ingest replica); beyond it, 429 with Retry-After (docs/flow-control.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_s: Annotated[float, Field(gt=0, le=100_000)]
+    burst: Annotated[int, Field(ge=1, le=1_000_000)]
+
+
 class WorkflowIn(BaseModel):
     """The whole definition (POST and PUT): a missing optional field takes its default."""
 
@@ -151,6 +161,7 @@ class WorkflowIn(BaseModel):
     retention: RetentionIn | None = None
     # The workflow that runs when a run of this one fails (docs/nodes.md, "Error workflows").
     on_error: WorkflowReference | None = None
+    rate_limit: RateLimitIn | None = None
 
 
 class WorkflowPatch(BaseModel):
@@ -168,6 +179,8 @@ class WorkflowPatch(BaseModel):
     retention: RetentionIn | None = None
     # `null` removes the error workflow.
     on_error: WorkflowReference | None = None
+    # `null` returns to the deployment's default bucket.
+    rate_limit: RateLimitIn | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> WorkflowPatch:
@@ -205,6 +218,7 @@ class WorkflowOut(BaseModel):
     trigger: TriggerOut | ScheduleTriggerOut
     retention: RetentionIn
     on_error: str | None = None
+    rate_limit: RateLimitIn | None = None
     webhook_url: str
     # The next tick of an active schedule trigger, else null.
     next_run_at: datetime | None = None

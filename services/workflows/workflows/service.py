@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workflows.credentials import service as credentials
 from services.workflows.hooks.service import HookMirror
+from services.workflows.workflows import quotas
 from services.workflows.workflows.links import canonical, link_issues
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.schemas import (
     DEFAULT_HMAC_HEADER,
+    RateLimitIn,
     RetentionIn,
     ScheduleTriggerOut,
     SignatureOut,
@@ -36,6 +38,7 @@ from shared.crypto import Keyring, hook_secret_context, is_sealed
 from shared.db.models import Workflow, utcnow
 from shared.hooks import derive_token, token_hash
 from shared.nodes import NodeRegistry, issues_to_detail, validate_nodes
+from shared.settings import get_settings
 
 
 class WorkflowNotFound(Exception):
@@ -89,6 +92,7 @@ def present(workflow: Workflow, urls: WebhookUrls) -> WorkflowOut:
         else TriggerOut(signature=signature),
         retention=RetentionIn.model_validate(workflow.retention or {}),
         on_error=workflow.on_error,
+        rate_limit=RateLimitIn.model_validate(workflow.rate_limit) if workflow.rate_limit else None,
         webhook_url=urls.url(workflow),
         next_run_at=workflow.next_run_at,
         created_at=workflow.created_at,
@@ -123,11 +127,35 @@ async def _checked_links(
 def _next_run_at(workflow: Workflow) -> datetime | None:
     if not workflow.active or not schedules.is_schedule(workflow.trigger):
         return None
-    return schedules.next_tick(workflow.trigger, utcnow())
+    trigger = workflow.trigger
+    try:
+        if trigger.get("cron"):
+            # A trigger stored before never-firing expressions were refused at save.
+            schedules.check_cron(trigger["cron"], trigger.get("timezone") or "UTC")
+        return schedules.next_tick(trigger, utcnow())
+    except ValueError as exc:
+        field = "cron" if trigger.get("cron") else "every"
+        raise InvalidDefinition(
+            [{"loc": ["body", "trigger", field], "msg": str(exc), "type": "value_error"}]
+        ) from None
+
+
+async def _check_quotas(
+    session: AsyncSession, workflow_id: uuid.UUID, owner_id: uuid.UUID, trigger: Any, active: bool
+) -> None:
+    limits = quotas.ScheduleQuotas.from_settings(get_settings())
+    try:
+        await quotas.check(session, limits, owner_id, workflow_id, trigger, active)
+    except quotas.QuotaExceeded as exc:
+        raise InvalidDefinition(exc.detail) from None
 
 
 def _stored_retention(requested: RetentionIn | None) -> dict[str, Any]:
     return requested.model_dump(exclude_defaults=True) if requested else {}
+
+
+def _stored_rate_limit(requested: RateLimitIn | None) -> dict[str, Any] | None:
+    return requested.model_dump() if requested else None
 
 
 def _stored_trigger(
@@ -192,12 +220,14 @@ async def create(
         trigger=_stored_trigger(body.trigger, None, keyring, workflow_id),
         retention=_stored_retention(body.retention),
         on_error=on_error,
+        rate_limit=_stored_rate_limit(body.rate_limit),
         webhook_token_hash=hashed,
         webhook_nonce=nonce,
         created_at=now,
         updated_at=now,
     )
     workflow.next_run_at = _next_run_at(workflow)
+    await _check_quotas(session, workflow_id, owner_id, workflow.trigger, workflow.active)
     repo = WorkflowRepository(session)
     await repo.add(workflow)
     await repo.add_version(workflow)
@@ -243,6 +273,14 @@ async def _apply(
     changed = {name: value for name, value in changes.items() if getattr(workflow, name) != value}
     if not changed:
         return workflow
+    if "trigger" in changed or "active" in changed:
+        await _check_quotas(
+            session,
+            workflow.id,
+            workflow.owner_id,
+            changed.get("trigger", workflow.trigger),
+            changed.get("active", workflow.active),
+        )
     for name, value in changed.items():
         setattr(workflow, name, value)
     workflow.version += 1
@@ -279,6 +317,7 @@ async def replace(
         "trigger": _stored_trigger(body.trigger, workflow.trigger, keyring, workflow.id),
         "retention": _stored_retention(body.retention),
         "on_error": await _checked_links(session, owner_id, nodes, body.on_error),
+        "rate_limit": _stored_rate_limit(body.rate_limit),
     }
     return await _apply(session, mirror, workflow, changes)
 
@@ -310,6 +349,8 @@ async def patch(
         on_error = await _checked_links(session, owner_id, changes.get("nodes", []), body.on_error)
         if "on_error" in present_fields:
             changes["on_error"] = on_error
+    if "rate_limit" in present_fields:
+        changes["rate_limit"] = _stored_rate_limit(body.rate_limit)
     return await _apply(session, mirror, workflow, changes)
 
 

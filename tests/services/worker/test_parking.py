@@ -15,7 +15,7 @@ from rq.worker import Worker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scripts.localinfra import RedisServer, stop_process
-from shared.hooks import callback_key
+from shared.hooks import CALLBACK_CLOSED_TTL_S, CALLBACK_PARK_SLACK_S, callback_key
 from shared.queue import scheduled_registry_key
 from tests.fixtures.servers import Infra
 from tests.services.worker.harness import (
@@ -158,13 +158,16 @@ class TestCallbacks:
             workflow = await create_workflow(db, await create_user(db), nodes)
             job = run_job(workflow)
             # What ingest stores for a callback whose run has not parked yet.
-            await client.set(callback_key(job["run_id"]), b'B:{"approved": true}')
+            body = f'B:{workflow.owner_id}{{"approved": true}}'
+            await client.set(callback_key(job["run_id"]), body.encode())
             await jobs.put(job)
             run = await wait_run(db, job["run_id"], timeout=10)
             assert run["status"] == "succeeded"
             [step] = await fetch_steps(db, job["run_id"])
             assert step["output"] == {"approved": True}
             assert await client.get(callback_key(job["run_id"])) == b"C"
+            # Closed for a day (a second POST is a 409), not for the longest wait.
+            assert 0 < await client.ttl(callback_key(job["run_id"])) <= CALLBACK_CLOSED_TTL_S
         finally:
             await client.aclose()
             stop_process(worker.proc, timeout=20)
@@ -184,8 +187,14 @@ class TestCallbacks:
             await wait_run(db, run_id, ("waiting",))
             registry = scheduled_registry_key(env["AUTOMATEOS_QUEUE_NAME"])
             assert await client.zscore(registry, f"{run_id}-p0") is not None
+            # Parked: the key names the owner and lives as long as the wait, plus slack.
+            key = callback_key(run_id)
+            assert await client.get(key) == f"W:{workflow.owner_id}:{run_id}-p0".encode()
+            assert 0 < await client.ttl(key) <= 6 + CALLBACK_PARK_SLACK_S
             run = await wait_run(db, run_id, timeout=15)
             assert run["status"] == "failed"
+            # The run ended: the key is closed, so no callback is stored for it any more.
+            assert await client.get(key) == b"C"
             assert (
                 run["error"] == "node 'approval' (wait_for_callback) failed: no callback within 6s"
             )
