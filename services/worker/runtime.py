@@ -125,6 +125,7 @@ class WorkerRuntime:
     async def close(self) -> None:
         """Release connections and stop the loop clock (worker shutdown)."""
         try:
+            await self.engine.cancels.close()
             await self.http.aclose()
             await self.redis.aclose()
             await self.db.dispose()
