@@ -191,7 +191,9 @@ class TestRqReadsWhatTheConsumerWrites:
             check=True,
         ).stdout
         assert f"queue {queue.name} 1, 2 executing, 0 finished, 0 failed" in info, info
-        worker_line = f"worker {layout.worker_name} ({socket.gethostname()} None {os.getpid()}) busy"
+        worker_line = (
+            f"worker {layout.worker_name} ({socket.gethostname()} None {os.getpid()}) busy"
+        )
         assert f"{worker_line} {queue.name}" in info, info
 
 
