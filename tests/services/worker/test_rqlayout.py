@@ -25,6 +25,7 @@ from services.worker.rqlayout import RqLayout, Settlement
 from shared.queue import JOB_FUNCTION, RunEnqueuer
 from tests.fixtures.servers import Infra
 from tests.fixtures.stack import ROOT, ServiceProcess
+from tests.services.worker.harness import Queue as RunQueue
 from tests.services.worker.harness import (
     create_user,
     create_workflow,
@@ -32,7 +33,6 @@ from tests.services.worker.harness import (
     run_job,
     wait_run,
 )
-from tests.services.worker.harness import Queue as RunQueue
 
 
 @pytest.fixture
