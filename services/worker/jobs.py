@@ -4,7 +4,7 @@ AutomateOS's own worker processes never call it: their consumer (consumer.py) ha
 payload to the engine on its long-lived event loop. It is what a stock RQ worker runs, e.g.
 
     rq worker --worker-class rq.worker.SimpleWorker \\
-        --serializer rq.serializers.JSONSerializer --url "$REDIS_URL" automateos-runs
+        --serializer rq.serializers.JSONSerializer --url "$REDIS_URL" automateos
 
 so the queue stays an honest RQ queue: each job then gets an event loop, a database pool and an
 HTTP client of its own (slower than our consumer, the same recorded result).
