@@ -101,5 +101,5 @@ def run_of_resume_token(key: bytes, token: str) -> str | None:
 
 
 def callback_key(run_id: str) -> str:
-    """Redis key of a run's callback: "waiting:<job id>" while parked, then the POSTed body."""
+    """Redis key of a run's callback (its states: `shared.waits`)."""
     return f"automateos:callback:{run_id}"

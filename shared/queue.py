@@ -20,7 +20,6 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 from rq import Queue, Retry
-from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 JOB_FUNCTION = "services.worker.jobs.execute_run"
@@ -72,12 +71,6 @@ def job_key(run_id: str) -> str:
     return RQ_JOB_PREFIX + run_id
 
 
-def scheduled_registry_key(queue_name: str) -> str:
-    """RQ's sorted set of the queue's scheduled jobs (parked runs' continuations)."""
-    registry = ScheduledJobRegistry(queue_name, connection=redis.Redis())  # type: ignore[no-untyped-call]
-    return str(registry.key)
-
-
 def continuation_job_id(run_id: str, position: int) -> str:
     """The RQ job id of a parked run's continuation at step `position` (one per park point)."""
     return f"{run_id}-p{position}"
@@ -109,7 +102,7 @@ class RunEnqueuer:
         """The Redis commands RQ sends to enqueue `job` (pure CPU, no I/O).
 
         With `at`, RQ's commands to schedule it instead: the job waits in RQ's scheduled
-        registry until a scheduler (the worker supervisor's) moves it onto the queue.
+        registry until a worker's recovery pass (or any RQ scheduler) moves it onto the queue.
         """
         pipe = self._offline.pipeline(transaction=True)
         options: dict[str, Any] = {

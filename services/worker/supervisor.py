@@ -122,7 +122,9 @@ class Supervisor:
             self.port,
         )
         sweeper = asyncio.create_task(self._sweep_forever())
-        background = BackgroundJobs(self.settings)
+        background = BackgroundJobs(
+            self.settings, due_interval_s=self.worker_settings.scheduler_interval_seconds
+        )
         background.start()
         try:
             await self.pool.supervise()

@@ -2,10 +2,10 @@
 
 The token names the run and is authenticated by a MAC (`shared.hooks.resume_token`), so no
 lookup is needed to refuse a forged one (404). The body is handed over through the run's
-callback key in Redis, atomically with waking the run: if the run is parked, its continuation
-(an RQ scheduled job) is made due now and RQ's scheduler queues it within a second; if it has
-not parked yet, the body waits for it there. A second callback answers 409. Ingest still never
-touches PostgreSQL.
+callback key in Redis, atomically with waking the run (`shared.waits`, the protocol): if the run
+is parked, it joins the queue's wake set and the worker's due-run poller resumes it within a
+second; if it has not parked yet, the body waits for it there. A second callback answers 409.
+Ingest still never touches PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,29 +19,11 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from shared.hooks import callback_key, run_of_resume_token
-from shared.queue import scheduled_registry_key
 from shared.settings import get_settings
+from shared.waits import CALLBACK_TTL_S, DELIVER, wake_key
 
-# Keep a callback as long as any wait could last (30 days) and then some.
-CALLBACK_TTL_S = 31 * 24 * 3600
 # A callback body becomes a step's output, kept whole until the run resumes.
 MAX_CALLBACK_BYTES = 1024 * 1024
-
-# KEYS: the run's callback key, the queue's scheduled registry. ARGV: body, now, TTL.
-# Returns 2 (parked run woken), 1 (kept for a run not parked yet), 0 (already answered).
-_DELIVER = """
-local state = redis.call('GET', KEYS[1])
-if not state then
-  redis.call('SET', KEYS[1], 'B:' .. ARGV[1], 'EX', ARGV[3])
-  return 1
-end
-if string.sub(state, 1, 2) == 'W:' then
-  redis.call('SET', KEYS[1], 'B:' .. ARGV[1], 'EX', ARGV[3])
-  redis.call('ZADD', KEYS[2], 'XX', ARGV[2], string.sub(state, 3))
-  return 2
-end
-return 0
-"""
 
 router = APIRouter(tags=["webhooks"])
 
@@ -95,13 +77,14 @@ async def resume_run(
     try:
         outcome = await request.app.state.redis.call(
             "EVAL",
-            _DELIVER,
+            DELIVER,
             2,
             callback_key(run_id),
-            scheduled_registry_key(settings.queue_name),
+            wake_key(settings.queue_name),
             body,
-            int(time.time()),
+            repr(time.time()),
             CALLBACK_TTL_S,
+            run_id,
         )
     except (RedisError, OSError, TimeoutError):
         raise HTTPException(
