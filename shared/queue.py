@@ -22,6 +22,8 @@ import redis.asyncio as aioredis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
+from shared.jobtemplate import JobPacker, job_packer
+
 JOB_FUNCTION = "services.worker.jobs.execute_run"
 RQ_QUEUE_PREFIX = "rq:queue:"
 RQ_JOB_PREFIX = "rq:job:"
@@ -83,9 +85,22 @@ def delivery_job_id(job: RunJob) -> str:
 
 
 class RunEnqueuer:
-    """Puts `RunJob`s on the queue with the async Redis client, one round trip per job."""
+    """Puts `RunJob`s on the queue: the one enqueue API of every producer.
 
-    def __init__(self, client: aioredis.Redis, queue_name: str, job_timeout_s: int) -> None:
+    `enqueue` sends them with the async Redis client, one round trip per job; `packed` renders
+    them as RESP bytes from a template RQ itself produced (shared/jobtemplate.py), for a
+    producer that sends raw commands on connections of its own (ingest's hot path).
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        queue_name: str,
+        job_timeout_s: int,
+        *,
+        prerender: bool = False,
+    ) -> None:
+        """`prerender`: build `packed`'s template now (at start-up) rather than on first use."""
         self.client = client
         self.queue_name = queue_name
         self.job_timeout_s = job_timeout_s
@@ -95,6 +110,14 @@ class RunEnqueuer:
         # RQ would ask the server (a blocking INFO) when building a job; the answer only
         # matters to RQ for features we do not use.
         self._queue.redis_server_version = (7, 0, 0)
+        self._packer: JobPacker | None = job_packer(self) if prerender else None
+
+    def packed(self, job: RunJob) -> tuple[bytes, int]:
+        """The job's enqueue commands as RESP bytes, and how many commands they are."""
+        if self._packer is None:
+            # Built and checked against RQ once, on first use (a few ms).
+            self._packer = job_packer(self)
+        return self._packer.render(job), self._packer.count
 
     def commands(
         self, job: RunJob, at: datetime | None = None
