@@ -38,7 +38,6 @@ from tests.services.worker.harness import (
 FAST_RECOVERY = {
     "AUTOMATEOS_WORKER_JOB_HEARTBEAT_TTL_SECONDS": "4",
     "AUTOMATEOS_WORKER_JOB_HEARTBEAT_INTERVAL_SECONDS": "1",
-    "AUTOMATEOS_WORKER_MAINTENANCE_INTERVAL_SECONDS": "1",
     "AUTOMATEOS_WORKER_READY_MAX_HEARTBEAT_AGE_SECONDS": "3",
 }
 
@@ -132,7 +131,7 @@ class TestRecovery:
             ("done", "succeeded"),
         ]
         assert steps[1]["output"] == {"attempt": 2}
-        # Job heartbeat TTL 4 s + maintenance 1 s + the rerun's 2 s delay, with slack.
+        # Job heartbeat TTL 4 s + recovery pass 1 s + the rerun's 2 s delay, with slack.
         assert recovered_in < 15, recovered_in
 
     async def test_the_supervisor_restarts_a_dead_worker_process(
