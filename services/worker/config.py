@@ -39,8 +39,9 @@ class WorkerSettings(BaseSettings):
     # RQ's worker record lives this long (+60 s) after the worker's last heartbeat.
     worker_ttl_seconds: int = Field(30, ge=5, le=3600)
     # SIGTERM: runs in flight may finish for this long; then they are cut short and re-queued
-    # (a run resumes from its checkpoints). Kubernetes' default grace period is 30 s.
-    shutdown_grace_seconds: float = Field(20.0, ge=0, le=3600)
+    # (a run resumes from its checkpoints). Unset: the job timeout, the longest a run can take
+    # (the chart's termination grace period is the job timeout plus a drain margin).
+    shutdown_grace_seconds: float | None = Field(None, ge=0, le=86_400)
     # Threads for plugins declared blocking (`runs_in_thread`), per worker process.
     blocking_threads: int = Field(8, ge=1, le=256)
     # /readyz fails when a worker process has not come round its loop for this long.

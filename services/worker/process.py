@@ -7,9 +7,10 @@ One thread runs everything: the queue consumer and every run share the main thre
 loop. Plugins declared blocking run on a bounded thread pool; the loop watchdog is a daemon
 thread that only reads the loop's clock.
 
-Stopping is bounded: SIGTERM or SIGINT drains for at most `shutdown_grace_seconds` (a second
-one cuts the runs short at once); if the supervisor dies, the process notices within
-`_ORPHAN_CHECK_S` and stops with a short grace, so it never outlives it by more than seconds.
+Stopping is bounded: SIGTERM drains for at most `shutdown_grace_seconds` (default: the job
+timeout), SIGINT for at most `_INTERACTIVE_GRACE_S`; a second signal cuts the runs short at
+once. If the supervisor dies, the process notices within `_ORPHAN_CHECK_S` and stops with a
+short grace, so it never outlives it by more than seconds.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ async def serve(
         if stops > 1:
             log.warning("%s again: runs in flight are cut short and re-queued", sig.name)
         grace = worker_settings.shutdown_grace_seconds
+        if grace is None:
+            grace = float(settings.job_timeout_seconds)
         if sig == signal.SIGINT:
             # Someone at a terminal (Ctrl-C on `make up`) waits for it.
             grace = min(grace, _INTERACTIVE_GRACE_S)
