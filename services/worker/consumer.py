@@ -157,7 +157,9 @@ class Consumer:
                 await self._idle(next_renewal)
         finally:
             if self._waiter is not None:
-                self._waiter.cancel()
+                # It ends by its own short timeout; cancelling would cut its connection mid-reply.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._waiter, self.idle_block_s + 1)
             with contextlib.suppress(RedisError, OSError):
                 await self.layout.unregister()
 
