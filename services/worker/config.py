@@ -27,7 +27,8 @@ class WorkerSettings(BaseSettings):
     # The engine loop counts as stalled (logged, heartbeat withheld) after this long stuck.
     loop_stall_seconds: float = Field(2.0, gt=0)
     # How often each worker process re-queues abandoned jobs (of dead workers) and moves due
-    # scheduled jobs (parked runs' continuations) onto the queue: one Redis script.
+    # scheduled jobs onto the queue (one Redis script), and how often the supervisor's due-run
+    # poller resumes parked runs.
     scheduler_interval_seconds: int = Field(1, ge=1, le=60)
     # Longest an idle worker blocks on the queue before it comes round to heartbeat.
     dequeue_timeout_seconds: int = Field(2, ge=1, le=60)
