@@ -110,28 +110,5 @@ def run_of_resume_token(key: bytes, token: str) -> str | None:
 
 
 def callback_key(run_id: str) -> str:
-    """Redis key of a run's callback (its states: services/worker/engine/parking.py)."""
+    """Redis key of a run's callback (its states and lifetimes: `shared.waits`)."""
     return f"automateos:callback:{run_id}"
-
-
-# The lifetimes of a run's callback key, defined once for the worker and ingest that write it.
-# Open ("O:<owner>") while a run that has a `wait_for_callback` step is running: its job timeout
-# plus this slack, renewed by every delivery and extended over a timer park.
-CALLBACK_OPEN_SLACK_S = 300
-# Parked ("W:<owner>:<job id>"): until the wait's timeout plus this slack.
-CALLBACK_PARK_SLACK_S = 3600
-# A body POSTed before the run parked ("B:<owner><body>") is kept only this long.
-CALLBACK_EARLY_BODY_TTL_S = 600
-# Closed ("C": the run took its callback, or ended): a second POST is answered 409 for this
-# long, then 404 like any run that cannot take a callback.
-CALLBACK_CLOSED_TTL_S = 24 * 3600
-# Bodies stored and not yet taken count against their run owner's callback storage (a setting,
-# AUTOMATEOS_CALLBACK_STORAGE_MAX_BYTES_PER_USER); each counts as at least this many bytes.
-CALLBACK_MIN_CHARGE_BYTES = 1024
-CALLBACK_OWNER_CHARS = 36  # a UUID's text, at a fixed place in the key's value
-
-
-def callback_usage_keys(owner_id: str) -> tuple[str, str]:
-    """The owner's stored callback bodies: (run id -> expiry zset, run id -> bytes hash with
-    the running total under "_total")."""
-    return f"automateos:callback-usage:{owner_id}", f"automateos:callback-sizes:{owner_id}"

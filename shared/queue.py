@@ -20,8 +20,9 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 from rq import Queue, Retry
-from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
+
+from shared.jobtemplate import JobPacker, job_packer
 
 JOB_FUNCTION = "services.worker.jobs.execute_run"
 RQ_QUEUE_PREFIX = "rq:queue:"
@@ -77,12 +78,6 @@ def job_key(run_id: str) -> str:
     return RQ_JOB_PREFIX + run_id
 
 
-def scheduled_registry_key(queue_name: str) -> str:
-    """RQ's sorted set of the queue's scheduled jobs (parked runs' continuations)."""
-    registry = ScheduledJobRegistry(queue_name, connection=redis.Redis())  # type: ignore[no-untyped-call]
-    return str(registry.key)
-
-
 def continuation_job_id(run_id: str, position: int) -> str:
     """The RQ job id of a parked run's continuation at step `position` (one per park point)."""
     return f"{run_id}-p{position}"
@@ -95,9 +90,22 @@ def delivery_job_id(job: RunJob) -> str:
 
 
 class RunEnqueuer:
-    """Puts `RunJob`s on the queue with the async Redis client, one round trip per job."""
+    """Puts `RunJob`s on the queue: the one enqueue API of every producer.
 
-    def __init__(self, client: aioredis.Redis, queue_name: str, job_timeout_s: int) -> None:
+    `enqueue` sends them with the async Redis client, one round trip per job; `packed` renders
+    them as RESP bytes from a template RQ itself produced (shared/jobtemplate.py), for a
+    producer that sends raw commands on connections of its own (ingest's hot path).
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        queue_name: str,
+        job_timeout_s: int,
+        *,
+        prerender: bool = False,
+    ) -> None:
+        """`prerender`: build `packed`'s template now (at start-up) rather than on first use."""
         self.client = client
         self.queue_name = queue_name
         self.job_timeout_s = job_timeout_s
@@ -107,6 +115,14 @@ class RunEnqueuer:
         # RQ would ask the server (a blocking INFO) when building a job; the answer only
         # matters to RQ for features we do not use.
         self._queue.redis_server_version = (7, 0, 0)
+        self._packer: JobPacker | None = job_packer(self) if prerender else None
+
+    def packed(self, job: RunJob) -> tuple[bytes, int]:
+        """The job's enqueue commands as RESP bytes, and how many commands they are."""
+        if self._packer is None:
+            # Built and checked against RQ once, on first use (a few ms).
+            self._packer = job_packer(self)
+        return self._packer.render(job), self._packer.count
 
     def commands(
         self, job: RunJob, at: datetime | None = None
@@ -114,7 +130,7 @@ class RunEnqueuer:
         """The Redis commands RQ sends to enqueue `job` (pure CPU, no I/O).
 
         With `at`, RQ's commands to schedule it instead: the job waits in RQ's scheduled
-        registry until a scheduler (the worker supervisor's) moves it onto the queue.
+        registry until a worker's recovery pass (or any RQ scheduler) moves it onto the queue.
         """
         pipe = self._offline.pipeline(transaction=True)
         options: dict[str, Any] = {

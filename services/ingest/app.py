@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from services.ingest.hooks import callbacks
 from services.ingest.hooks.admission import OverloadGauge, TokenBuckets
 from services.ingest.hooks.endpoints import IngestApp, document
-from services.ingest.hooks.jobs import job_packer
 from services.ingest.hooks.resolver import HookResolver, InternalHookSource
 from services.ingest.hooks.service import Admission, RunStore, WebhookService
 from services.ingest.leanredis import LeanRedis
@@ -48,6 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         aioredis.Redis.from_url(settings.redis_url),
         settings.queue_name,
         settings.job_timeout_seconds,
+        prerender=True,
     )
     workflows = httpx.AsyncClient(
         base_url=settings.workflows_url,
@@ -60,7 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.hook_cache_seconds,
         keyring=settings.keyring(),
     )
-    store = RunStore(redis, job_packer(enqueuer), settings.dedupe_ttl_seconds)
+    store = RunStore(redis, enqueuer, settings.dedupe_ttl_seconds)
     gauge = OverloadGauge(
         redis,
         queue_key(settings.queue_name),

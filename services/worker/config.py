@@ -26,19 +26,25 @@ class WorkerSettings(BaseSettings):
     park_after_seconds: float = Field(5.0, ge=0)
     # The engine loop counts as stalled (logged, heartbeat withheld) after this long stuck.
     loop_stall_seconds: float = Field(2.0, gt=0)
-    # How often the supervisor moves due parked runs (RQ scheduled jobs) onto the queue.
+    # How often each worker process re-queues abandoned jobs (of dead workers) and moves due
+    # scheduled jobs onto the queue (one Redis script), and how often the supervisor's due-run
+    # poller resumes parked runs.
     scheduler_interval_seconds: int = Field(1, ge=1, le=60)
-    # How long an idle worker blocks on the queue before it comes round to heartbeat and
-    # maintenance. RQ derives it from worker_ttl (405 s by default), far too rare to notice a
-    # dead Redis connection or to recover other workers' abandoned jobs promptly.
+    # Longest an idle worker blocks on the queue before it comes round to heartbeat.
     dequeue_timeout_seconds: int = Field(2, ge=1, le=60)
-    # While a job runs, a thread renews the job's entry in RQ's started registry this often...
+    # While jobs run, the consumer renews their entries in RQ's started registry this often...
     job_heartbeat_interval_seconds: int = Field(2, ge=1, le=60)
-    # ...and the entry expires this long after the last renewal: a job whose worker died is
-    # re-queued by the next maintenance pass after that.
+    # ...and an entry expires this long after the last renewal: a job whose worker died is
+    # re-queued by the next recovery pass after that.
     job_heartbeat_ttl_seconds: int = Field(15, ge=2, le=3600)
-    maintenance_interval_seconds: int = Field(5, ge=1, le=3600)
+    # RQ's worker record lives this long (+60 s) after the worker's last heartbeat.
     worker_ttl_seconds: int = Field(30, ge=5, le=3600)
+    # SIGTERM: runs in flight may finish for this long; then they are cut short and re-queued
+    # (a run resumes from its checkpoints). Unset: the job timeout, the longest a run can take
+    # (the chart's termination grace period is the job timeout plus a drain margin).
+    shutdown_grace_seconds: float | None = Field(None, ge=0, le=86_400)
+    # Threads for plugins declared blocking (`runs_in_thread`), per worker process.
+    blocking_threads: int = Field(8, ge=1, le=256)
     # /readyz fails when a worker process has not come round its loop for this long.
     ready_max_heartbeat_age_seconds: float = Field(8.0, gt=0)
     sweep_interval_seconds: float = Field(30.0, gt=0)

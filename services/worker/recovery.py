@@ -16,7 +16,8 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.worker.engine import repository
-from shared.queue import RunEnqueuer, RunJob, continuation_job_id, job_key
+from services.worker.lease import Lease
+from shared.queue import continuation_job_id, job_key
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,9 +25,6 @@ log = logging.getLogger(__name__)
 LOST_ERROR = "worker lost; job not recoverable"
 # RQ statuses of a job that will still run (or is running): its run is not lost.
 LIVE_JOB_STATUSES = frozenset({"queued", "started", "scheduled", "deferred"})
-# A continuation this late and gone from Redis is not coming: RQ's scheduler moves due jobs
-# within a second or two.
-OVERDUE_AFTER_S = 60.0
 
 
 def _text(value: object) -> str | None:
@@ -36,11 +34,10 @@ def _text(value: object) -> str | None:
 
 
 class RecoverySweep:
-    """Repairs runs whose job vanished from Redis, a bounded batch per pass.
+    """Marks failed the runs still `running` long after their job timeout whose job is gone.
 
-    - a run still `running` long after its job timeout whose job is gone is marked failed;
-    - a parked run whose continuation is overdue and gone (Redis lost it, or the worker died
-      between parking the run and scheduling its continuation) is scheduled again, now.
+    A bounded batch per pass. Parked runs need no repair: their resume time is in PostgreSQL
+    and the due-run poller enqueues their continuations again if one is lost (dueruns.py).
     """
 
     def __init__(
@@ -57,16 +54,16 @@ class RecoverySweep:
         self.client = client
         self.stale_after_s = stale_after_s
         self.batch = batch
-        self.enqueuer = RunEnqueuer(client, settings.queue_name, settings.job_timeout_seconds)
-        # Replicas of one deployment take turns; the lock lapses before the next pass is due.
-        self.lock_key = f"automateos:recovery-sweep:{settings.queue_name}"
-        self.lock_ttl_ms = max(100, int(interval_s * 800))
+        # One replica sweeps; the lease lapses before the next pass is due, so replicas of one
+        # deployment take turns rather than needing a release.
+        self.lease = Lease(
+            client, f"automateos:recovery-sweep:{settings.queue_name}", max(0.1, interval_s * 0.8)
+        )
 
     async def sweep_once(self) -> list[uuid.UUID]:
         """Run one pass; return the ids of the runs marked failed."""
-        if not await self.client.set(self.lock_key, "1", nx=True, px=self.lock_ttl_ms):
+        if not await self.lease.hold():
             return []
-        await self._reschedule_overdue()
         cutoff = datetime.now(UTC) - timedelta(seconds=self.stale_after_s)
         async with self.db.connect() as conn:
             candidates = await repository.stale_running_runs(conn, cutoff, self.batch)
@@ -92,34 +89,6 @@ class RecoverySweep:
                 pipe.hget(job_key(job_id), "status")
             statuses = await pipe.execute()
         return [_text(status) in LIVE_JOB_STATUSES for status in statuses]
-
-    async def _reschedule_overdue(self) -> None:
-        due_before = datetime.now(UTC) - timedelta(seconds=OVERDUE_AFTER_S)
-        async with self.db.connect() as conn:
-            parked = await repository.overdue_waiting_runs(conn, due_before, self.batch)
-        if not parked:
-            return
-        live = await self._live([_job_id(row["id"], row["waiting_step"]) for row in parked])
-        for row, alive in zip(parked, live, strict=True):
-            if alive:
-                continue
-            # The stored trigger has its credential headers redacted: the best there is.
-            job: RunJob = {
-                "run_id": str(row["id"]),
-                "workflow_id": str(row["workflow_id"]),
-                "owner_id": str(row["owner_id"]),
-                "workflow_version": row["workflow_version"],
-                "trigger": row["trigger"],
-                "idempotency_key": None,
-                "traceparent": None,
-                "retry_of": None,
-                "resume_step": row["waiting_step"],
-            }
-            await self.enqueuer.enqueue(job)
-            log.warning(
-                "parked run's continuation was lost; resuming it now",
-                extra={"run_id": job["run_id"]},
-            )
 
 
 def _job_id(run_id: uuid.UUID, waiting_step: int | None) -> str:

@@ -1,15 +1,14 @@
 """What one worker process builds once at boot and every run reuses.
 
-RQ would run an `async def` job with `asyncio.run`, i.e. on a new event loop per job, so no
-connection pool could survive from one job to the next. Instead the process keeps one loop on
-a thread of its own (`loop.EngineLoop`); every run executes there, up to the process's
-concurrency at once, sharing the database pool, the guarded HTTP client and the node registry.
+Built on the running event loop of the process's main thread; every run executes there (up to
+the process's concurrency at once, driven by `consumer.Consumer`), sharing the database pool,
+the guarded HTTP client and the node registry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from concurrent.futures import Future
 
 import orjson
 import redis.asyncio as aioredis
@@ -34,8 +33,6 @@ from shared.queue import RunEnqueuer, RunJob
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
-
-_current: WorkerRuntime | None = None
 
 
 def build_db_engine(
@@ -81,10 +78,10 @@ class WorkerRuntime:
     """The event loop, database engine, HTTP client and node registry of one worker process."""
 
     def __init__(self, settings: Settings, worker_settings: WorkerSettings) -> None:
+        """Build on the running loop (call from a coroutine)."""
         self.settings = settings
         self.worker_settings = worker_settings
-        self.engine_loop = EngineLoop()
-        self.loop = self.engine_loop.loop
+        self.engine_loop = EngineLoop(asyncio.get_running_loop())
         # No pre-ping: it would add a round trip to every checkout (a third of a run's
         # database cost); a dead pooled connection is invalidated on first use and the engine
         # retries the statement.
@@ -136,49 +133,23 @@ class WorkerRuntime:
         )
         self.engine_loop.start()
 
-    def warm_up(self) -> None:
+    async def warm_up(self) -> None:
         """Open the first database connection now rather than on the first job."""
+        async with self.db.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
-        async def ping() -> None:
-            async with self.db.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-
-        self.engine_loop.call(ping(), timeout=30)
-
-    def start(self, job: RunJob, job_timeout_s: float) -> Future[str]:
-        """Start one delivery on the loop; the future resolves when it has been recorded."""
+    async def execute(self, job: RunJob, job_timeout_s: float) -> str:
+        """Run one delivery to completion; what happened (a run status, or why nothing ran)."""
         timeout = job_timeout_s or self.settings.job_timeout_seconds
-        return self.engine_loop.submit(self.engine.execute(job, job_timeout_s=timeout))
+        return await self.engine.execute(job, job_timeout_s=timeout)
 
-    def execute(self, job: RunJob, job_timeout_s: float) -> str:
-        """Run one delivery to completion (the synchronous RQ job function's path)."""
-        return self.start(job, job_timeout_s).result()
-
-    def close(self) -> None:
-        """Release connections and stop the loop (worker shutdown)."""
-
-        async def release() -> None:
+    async def close(self) -> None:
+        """Release connections and stop the loop clock (worker shutdown)."""
+        try:
+            await self.engine.cancels.close()
             await self.http.aclose()
             await self.redis.aclose()
             await self.db.dispose()
-
-        try:
-            self.engine_loop.call(release(), timeout=10)
         finally:
             self.renderer.close()
             self.engine_loop.stop()
-
-
-def install(runtime: WorkerRuntime | None) -> None:
-    """Make `runtime` the one the job function uses (None uninstalls it)."""
-    global _current
-    _current = runtime
-
-
-def current() -> WorkerRuntime:
-    """The runtime of this worker process; fails outside one."""
-    if _current is None:
-        raise RuntimeError(
-            "no worker runtime: execute_run only runs inside `python -m services.worker`"
-        )
-    return _current

@@ -1,4 +1,4 @@
-"""The supervisor: the process pool, its probes and metrics, the recovery sweep and wake-ups.
+"""The supervisor: the process pool, its probes and metrics, and its singleton jobs.
 
 Kubernetes sends SIGTERM to this process only; the pool forwards it so every worker process
 finishes its runs in flight and takes no new one, then the supervisor exits once all have.
@@ -29,7 +29,6 @@ from services.worker.pool import ProcessPool
 from services.worker.probes import ProbeServer, Response
 from services.worker.recovery import RecoverySweep
 from services.worker.runtime import build_db_engine
-from services.worker.wakeups import WakeupThread
 from shared.readiness import database_check, redis_check
 from shared.service import ReadinessCheck
 from shared.settings import Settings
@@ -99,9 +98,6 @@ class Supervisor:
             interval_s=worker_settings.sweep_interval_seconds,
             batch=worker_settings.sweep_batch,
         )
-        self.wakeups = WakeupThread(
-            settings.redis_url, settings.queue_name, worker_settings.scheduler_interval_seconds
-        )
 
     async def run(self) -> int:
         """Serve until a SIGTERM/SIGINT has drained every worker process; return the exit code."""
@@ -125,16 +121,16 @@ class Supervisor:
             self.host,
             self.port,
         )
-        self.wakeups.start()
         sweeper = asyncio.create_task(self._sweep_forever())
-        background = BackgroundJobs(self.settings)
+        background = BackgroundJobs(
+            self.settings, due_interval_s=self.worker_settings.scheduler_interval_seconds
+        )
         background.start()
         try:
             await self.pool.supervise()
         finally:
             await background.stop()
             sweeper.cancel()
-            await asyncio.to_thread(self.wakeups.stop)
             server.close()
             await server.wait_closed()
             await self.redis.aclose()

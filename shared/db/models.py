@@ -144,7 +144,7 @@ class WorkflowRun(SQLModel, table=True):
             "started_at",
             postgresql_where=text("status = 'running'"),
         ),
-        # ...and for parked runs whose continuation is overdue (Redis lost it).
+        # ...and for the due-run poller, which resumes parked runs from their resume_at.
         Index(
             "ix_workflow_runs_waiting_resume",
             "resume_at",

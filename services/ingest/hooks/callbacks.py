@@ -2,14 +2,13 @@
 
 The token names the run and is authenticated by a MAC (`shared.hooks.resume_token`), so no
 lookup is needed to refuse a forged one (404). The body is handed over through the run's
-callback key in Redis, atomically with waking the run: if the run is parked, its continuation
-(an RQ scheduled job) is made due now and RQ's scheduler queues it within a second; if it is
-running and has not parked yet, the body waits for it there, briefly. A callback is accepted
-only for a run that can still take one: the worker opens the key while a run with a
-`wait_for_callback` step runs or waits, and closes it when the run took its callback or ended;
-any other run is a 404, a second callback a 409. Bodies not yet taken count against the run
-owner's callback storage (429 beyond it). Ingest still never touches PostgreSQL. The key's
-states and lifetimes: services/worker/engine/parking.py and shared/hooks.py.
+callback key in Redis, atomically with waking the run (`shared.waits`, the protocol): if the run
+is parked, it joins the queue's wake set and the worker's due-run poller resumes it within a
+second; if it is running and has not parked yet, the body waits for it there, briefly. A
+callback is accepted only for a run that can still take one: the worker opens the key while a
+run with a `wait_for_callback` step runs or waits, and closes it when the run took its callback
+or ended; any other run is a 404, a second callback a 409. Bodies not yet taken count against
+the run owner's callback storage (429 beyond it). Ingest still never touches PostgreSQL.
 """
 
 from __future__ import annotations
@@ -22,60 +21,20 @@ from fastapi import APIRouter, HTTPException, Path, Request, status
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
-from shared.hooks import (
+from shared.hooks import callback_key, run_of_resume_token
+from shared.settings import get_settings
+from shared.waits import (
     CALLBACK_EARLY_BODY_TTL_S,
     CALLBACK_MIN_CHARGE_BYTES,
     CALLBACK_PARK_SLACK_S,
-    callback_key,
-    callback_usage_keys,
-    run_of_resume_token,
+    DELIVER,
+    SIZES_PREFIX,
+    USAGE_PREFIX,
+    wake_key,
 )
-from shared.queue import scheduled_registry_key
-from shared.settings import get_settings
 
 # A callback body becomes a step's output, kept whole until the run resumes.
 MAX_CALLBACK_BYTES = 1024 * 1024
-_USAGE_PREFIX, _SIZES_PREFIX = callback_usage_keys("")
-
-# KEYS: the run's callback key, the queue's scheduled registry. ARGV: body, now, early-body TTL,
-# park slack, the owner's storage bound, usage prefix, sizes prefix, run id, minimum charge.
-# Returns 2 (parked run woken), 1 (kept for a running run), 0 (answered or closed), -1 (no run
-# can take it), -2 (the owner's callback storage is full).
-_DELIVER = """
-local state = redis.call('GET', KEYS[1])
-if not state then return -1 end
-local kind = string.sub(state, 1, 2)
-if kind ~= 'O:' and kind ~= 'W:' then return 0 end
-local owner = string.sub(state, 3, 38)
-local usage = ARGV[6] .. owner
-local sizes = ARGV[7] .. owner
-local now = tonumber(ARGV[2])
-for _, run in ipairs(redis.call('ZRANGEBYSCORE', usage, '-inf', now)) do
-  local old = redis.call('HGET', sizes, run)
-  if old then
-    redis.call('HINCRBY', sizes, '_total', -tonumber(old))
-    redis.call('HDEL', sizes, run)
-  end
-end
-redis.call('ZREMRANGEBYSCORE', usage, '-inf', now)
-local charge = math.max(string.len(ARGV[1]), tonumber(ARGV[9]))
-local used = tonumber(redis.call('HGET', sizes, '_total') or '0')
-if used + charge > tonumber(ARGV[5]) then return -2 end
-local ttl = tonumber(ARGV[3])
-if kind == 'W:' then ttl = math.max(redis.call('TTL', KEYS[1]), tonumber(ARGV[4])) end
-redis.call('SET', KEYS[1], 'B:' .. owner .. ARGV[1], 'EX', ttl)
-redis.call('ZADD', usage, now + ttl, ARGV[8])
-redis.call('HSET', sizes, ARGV[8], charge)
-redis.call('HINCRBY', sizes, '_total', charge)
-for _, key in ipairs({usage, sizes}) do
-  if redis.call('TTL', key) < ttl then redis.call('EXPIRE', key, ttl) end
-end
-if kind == 'W:' then
-  redis.call('ZADD', KEYS[2], 'XX', now, string.sub(state, 40))
-  return 2
-end
-return 1
-"""
 
 router = APIRouter(tags=["webhooks"])
 
@@ -133,17 +92,17 @@ async def resume_run(
     try:
         outcome = await request.app.state.redis.call(
             "EVAL",
-            _DELIVER,
+            DELIVER,
             2,
             callback_key(run_id),
-            scheduled_registry_key(settings.queue_name),
+            wake_key(settings.queue_name),
             body,
             int(time.time()),
             CALLBACK_EARLY_BODY_TTL_S,
             CALLBACK_PARK_SLACK_S,
             settings.callback_storage_max_bytes_per_user,
-            _USAGE_PREFIX,
-            _SIZES_PREFIX,
+            USAGE_PREFIX,
+            SIZES_PREFIX,
             run_id,
             CALLBACK_MIN_CHARGE_BYTES,
         )

@@ -25,7 +25,6 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from services.ingest.hooks.admission import OverloadGauge, TokenBuckets
-from services.ingest.hooks.jobs import JobPacker
 from services.ingest.hooks.payload import (
     MalformedRequest,
     parse_body,
@@ -37,7 +36,7 @@ from services.ingest.hooks.resolver import Hook, HookLookupFailed, HookResolver
 from services.ingest.hooks.signatures import SignatureRejected
 from services.ingest.leanredis import LeanRedis, pack
 from shared.ids import uuid7
-from shared.queue import RunJob
+from shared.queue import RunEnqueuer, RunJob
 from shared.telemetry import RUN_ID, WEBHOOK_OUTCOME, WORKFLOW_ID, EntrySpan
 
 log = logging.getLogger(__name__)
@@ -164,9 +163,9 @@ class QueueUnavailable(Exception):
 class RunStore:
     """Writes accepted deliveries to Redis: the optional dedupe claim, then the RQ job."""
 
-    def __init__(self, redis: LeanRedis, packer: JobPacker, dedupe_ttl_s: int) -> None:
+    def __init__(self, redis: LeanRedis, enqueuer: RunEnqueuer, dedupe_ttl_s: int) -> None:
         self._redis = redis
-        self._packer = packer
+        self._enqueuer = enqueuer
         self._dedupe_ttl = dedupe_ttl_s
         self._claim_ttl = min(CLAIM_SECONDS, dedupe_ttl_s)
 
@@ -178,8 +177,7 @@ class RunStore:
         serialised, before anything is written.
         """
         # Serialise before claiming the key: an unserialisable body must not consume it.
-        packed = self._packer.render(job)
-        count = self._packer.count
+        packed, count = self._enqueuer.packed(job)
         run_id = job["run_id"]
         try:
             if dedupe_key is None:

@@ -365,26 +365,6 @@ async def stale_running_runs(
     return [(row.id, row.waiting_step) for row in await conn.execute(stmt)]
 
 
-async def overdue_waiting_runs(
-    conn: AsyncConnection, due_before: datetime, limit: int
-) -> list[dict[str, Any]]:
-    """Parked runs that should have resumed before `due_before`, oldest first (bounded)."""
-    stmt = (
-        select(
-            runs.c.id,
-            runs.c.workflow_id,
-            runs.c.owner_id,
-            runs.c.workflow_version,
-            runs.c.trigger,
-            runs.c.waiting_step,
-        )
-        .where(runs.c.status == "waiting", runs.c.resume_at < due_before)
-        .order_by(runs.c.resume_at)
-        .limit(limit)
-    )
-    return [dict(row._mapping) for row in await conn.execute(stmt)]
-
-
 async def fail_lost_runs(
     conn: AsyncConnection, run_ids: list[uuid.UUID], started_before: datetime, error: str
 ) -> int:
@@ -419,7 +399,6 @@ __all__ = [
     "fail_lost_runs",
     "finish_run",
     "load_nodes",
-    "overdue_waiting_runs",
     "park_run",
     "record_duplicate",
     "recorded_steps",

@@ -3,7 +3,7 @@
 A run of pure nodes costs two statements (the claim and the final write) plus one the first
 time a process meets a workflow version. An effectful step adds one (its checkpoint, written
 before the next step starts); a redelivered or resumed run one more (the steps to reuse); a
-long wait parks the run: one statement, then its continuation is scheduled in Redis.
+long wait parks the run: one statement (a callback wait also marks its Redis key).
 """
 
 from __future__ import annotations
@@ -346,9 +346,9 @@ class RunEngine:
         if not parked:
             log.info("run cancelled or taken over before it could park", extra=ids)
             return "cancelled"
-        # After the database says `waiting`: a continuation that fired first would find the
-        # run still running under this delivery and do nothing. A crash in between leaves a
-        # waiting run without a continuation; the recovery sweep schedules it again.
+        # After the database says `waiting`, which is all a timer needs (the due-run poller
+        # resumes it). A crash before a callback wait is marked in Redis leaves the run to
+        # resume at its timeout, where the callback that came meanwhile is found.
         await self.parking.schedule(job, park.position, park.resume_at, callback=park.park.callback)
         if self.followups is not None:
             await db.close()

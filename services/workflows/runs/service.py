@@ -24,6 +24,7 @@ from shared.hooks import callback_key
 from shared.ids import uuid7
 from shared.queue import CANCEL_CHANNEL, RunJob, TriggerRequest, fetch_queued_job
 from shared.redaction import redact_trigger
+from shared.waits import CLOSED
 
 # RQ's job states, for a job no worker has recorded yet. "started" means a worker took it and
 # has not written the row yet; "failed" means every delivery died before it could.
@@ -211,7 +212,7 @@ async def cancel(
     # Best effort after the commit: the row alone already makes the cancellation stick.
     async with redis.pipeline(transaction=False) as pipe:
         pipe.publish(CANCEL_CHANNEL, str(run_id))
-        pipe.set(callback_key(str(run_id)), "C", xx=True, keepttl=True)
+        pipe.set(callback_key(str(run_id)), CLOSED, xx=True, keepttl=True)
         await pipe.execute()
 
 

@@ -1,6 +1,6 @@
 """Resume callbacks are stored only for runs that can still take one, briefly when they come
-early, and within a per-user bound (issue 18 #5). The callback key's states are the worker's
-(services/worker/engine/parking.py); here they are written as the worker writes them, and a real
+early, and within a per-user bound (issue 18 #5). The callback key's states are the protocol's
+(shared/waits.py); here they are written as the worker writes them, and a real
 ingest process answers."""
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shared.hooks import (
+from shared.hooks import callback_key, resume_token
+from shared.waits import (
     CALLBACK_CLOSED_TTL_S,
     CALLBACK_EARLY_BODY_TTL_S,
     CALLBACK_PARK_SLACK_S,
-    callback_key,
     callback_usage_keys,
-    resume_token,
+    wake_key,
 )
-from shared.queue import continuation_job_id, scheduled_registry_key
 from tests.fixtures.servers import Infra
 from tests.services.ingest.conftest import Ingest, ingest_env, running_ingest
 
@@ -53,9 +52,7 @@ def post(ingest: Ingest, run_id: str, body: object) -> httpx.Response:
 def parked(ingest: Ingest, owner: str, wait_s: int = 120) -> str:
     """A run parked on its callback, as the worker leaves it."""
     run_id = str(uuid.uuid4())
-    job_id = continuation_job_id(run_id, 0)
-    ingest.redis.set(callback_key(run_id), f"W:{owner}:{job_id}", ex=wait_s)
-    ingest.redis.zadd(scheduled_registry_key(ingest.env["AUTOMATEOS_QUEUE_NAME"]), {job_id: 1e10})
+    ingest.redis.set(callback_key(run_id), f"W:{owner}:0", ex=wait_s)
     return run_id
 
 
@@ -90,10 +87,9 @@ class TestOnlyRunsThatCanTakeOne:
         assert answer.json()["state"] == "resumed"
         ttl = callbacks.redis.ttl(callback_key(run_id))
         assert CALLBACK_PARK_SLACK_S - 5 <= ttl <= CALLBACK_PARK_SLACK_S
-        registry = scheduled_registry_key(callbacks.env["AUTOMATEOS_QUEUE_NAME"])
-        due = callbacks.redis.zscore(registry, continuation_job_id(run_id, 0))
-        assert due is not None
-        assert due < 1e10
+        # In the wake set, so the due-run poller resumes it within a second.
+        woken = callbacks.redis.zscore(wake_key(callbacks.env["AUTOMATEOS_QUEUE_NAME"]), run_id)
+        assert woken is not None
 
 
 class TestStoragePerUser:

@@ -14,9 +14,10 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from services.ingest.hooks.jobs import JobTemplate, RqJobPacker, job_packer, serialise
 from services.ingest.leanredis import LeanRedis
+from shared import jobtemplate
 from shared.ids import uuid7
+from shared.jobtemplate import JobTemplate, RqJobPacker, job_packer, serialise
 from shared.queue import JOB_FUNCTION, RunEnqueuer, RunJob, decode_job_data
 from tests.fixtures.servers import Infra
 from tests.services.ingest.conftest import as_bytes
@@ -89,6 +90,9 @@ class TestTemplate:
         assert orjson.loads(zlib.decompress(as_bytes(by_template[b"data"]))) == orjson.loads(
             zlib.decompress(as_bytes(by_rq[b"data"]))
         )
+
+    def test_the_template_names_the_queue_contracts_function(self) -> None:
+        assert jobtemplate.JOB_FUNCTION == JOB_FUNCTION
 
     def test_payload_is_readable_by_the_shared_decoder(self) -> None:
         job = _job()

@@ -38,7 +38,6 @@ from tests.services.worker.harness import (
 FAST_RECOVERY = {
     "AUTOMATEOS_WORKER_JOB_HEARTBEAT_TTL_SECONDS": "4",
     "AUTOMATEOS_WORKER_JOB_HEARTBEAT_INTERVAL_SECONDS": "1",
-    "AUTOMATEOS_WORKER_MAINTENANCE_INTERVAL_SECONDS": "1",
     "AUTOMATEOS_WORKER_READY_MAX_HEARTBEAT_AGE_SECONDS": "3",
 }
 
@@ -77,6 +76,18 @@ def _pid_running(redis_url: str, run_id: str) -> int:
         return int(worker.pid)
     finally:
         connection.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its dead parent's reaper) is not running.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 async def _until(predicate, timeout: float, what: str) -> None:
@@ -120,7 +131,7 @@ class TestRecovery:
             ("done", "succeeded"),
         ]
         assert steps[1]["output"] == {"attempt": 2}
-        # Job heartbeat TTL 4 s + maintenance 1 s + the rerun's 2 s delay, with slack.
+        # Job heartbeat TTL 4 s + recovery pass 1 s + the rerun's 2 s delay, with slack.
         assert recovered_in < 15, recovered_in
 
     async def test_the_supervisor_restarts_a_dead_worker_process(
@@ -159,6 +170,77 @@ class TestShutdown:
         assert run["status"] == "succeeded"
         assert await fetch_run(db, later) is None
         assert await jobs.length() == 1
+
+    async def test_sigterm_drains_no_longer_than_the_grace_period_and_requeues_the_rest(
+        self, db: AsyncEngine, env: dict[str, str], tmp_path: Path, jobs: Queue
+    ) -> None:
+        env = {
+            **env,
+            "AUTOMATEOS_WORKER_SHUTDOWN_GRACE_SECONDS": "1",
+            "AUTOMATEOS_WORKER_PARK_AFTER_SECONDS": "120",
+        }
+        service = start_worker(env, tmp_path / "grace", processes=1)
+        try:
+            workflow = await create_workflow(
+                db,
+                await create_user(db),
+                [{"id": "wait", "type": "delay", "params": {"seconds": 60}}],
+            )
+            run_id = await jobs.put(run_job(workflow))
+            await wait_run(db, run_id, ("running",))
+            service.proc.send_signal(signal.SIGTERM)
+            stopped_at = time.monotonic()
+            assert await asyncio.to_thread(service.proc.wait, 20) == 0
+            assert time.monotonic() - stopped_at < 6
+        finally:
+            stop_process(service.proc, timeout=20)
+        # Cut short, not lost: back on the queue for the next worker, no retry spent.
+        assert await jobs.length() == 1
+        connection = redis.Redis.from_url(env["REDIS_URL"])
+        try:
+            job = Job.fetch(run_id, connection=connection, serializer=JSONSerializer)
+            assert (job.get_status(), job.retries_left) == ("queued", 3)
+        finally:
+            connection.close()
+
+    async def test_ctrl_c_leaves_nothing_running_within_15_seconds(
+        self, db: AsyncEngine, env: dict[str, str], tmp_path: Path, jobs: Queue
+    ) -> None:
+        env = {**env, "AUTOMATEOS_WORKER_PARK_AFTER_SECONDS": "120"}
+        service = start_worker(env, tmp_path / "ctrl-c", processes=2)
+        pids = _worker_pids(env["REDIS_URL"], env["AUTOMATEOS_QUEUE_NAME"])
+        try:
+            workflow = await create_workflow(
+                db,
+                await create_user(db),
+                [{"id": "wait", "type": "delay", "params": {"seconds": 60}}],
+            )
+            run_id = await jobs.put(run_job(workflow))
+            await wait_run(db, run_id, ("running",))
+            # A terminal's Ctrl-C reaches the supervisor (worker processes have their own
+            # session, so the supervisor forwards it to them).
+            service.proc.send_signal(signal.SIGINT)
+            stopped_at = time.monotonic()
+            await _until(
+                lambda: service.proc.poll() is not None and not any(map(_alive, pids)),
+                15,
+                "a worker process still running",
+            )
+            assert time.monotonic() - stopped_at < 15
+        finally:
+            stop_process(service.proc, timeout=20)
+
+
+class TestOrphans:
+    async def test_a_worker_process_exits_within_seconds_of_its_supervisors_death(
+        self, infra: Infra, env: dict[str, str], own_worker: ServiceProcess
+    ) -> None:
+        [pid] = _worker_pids(infra.redis_url, env["AUTOMATEOS_QUEUE_NAME"])
+        own_worker.proc.kill()
+        own_worker.proc.wait(5)
+        killed_at = time.monotonic()
+        await _until(lambda: not _alive(pid), 5, "worker process outlived its supervisor")
+        assert time.monotonic() - killed_at < 3
 
 
 class TestReadiness:

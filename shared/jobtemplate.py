@@ -1,10 +1,12 @@
 """The RQ job of a run as RESP bytes, rendered from a template RQ itself produced.
 
-`RunEnqueuer.commands()` asks RQ to build the job (≈ 60 to 140 µs of Python per job here: a Job
-object, its dict, timestamps, the payload). Almost all of those bytes are the same for every job
-of a process: the queue, the function, timeouts, TTLs, retries. At start-up we let RQ build a
-probe job, keep its commands as a template with slots for what varies (the run id, the workflow
-id, the two timestamps and the serialised payload), and render each job by filling the slots.
+The fast backend of the one enqueue API (`shared.queue.RunEnqueuer.packed`), which ingest sends
+raw on its lean Redis connections. `RunEnqueuer.commands()` asks RQ to build the job (≈ 60 to
+140 µs of Python per job here: a Job object, its dict, timestamps, the payload). Almost all of
+those bytes are the same for every job of a process: the queue, the function, timeouts, TTLs,
+retries. At start-up we let RQ build a probe job, keep its commands as a template with slots for
+what varies (the run id, the workflow id, the two timestamps and the serialised payload), and
+render each job by filling the slots.
 
 The template is trusted only after it proved itself: for a second probe with other ids and an
 awkward payload, the rendered commands must equal RQ's byte for byte, except the timestamps
@@ -18,15 +20,30 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from rq.utils import utcformat, utcparse
 
-from services.ingest.leanredis import bulk, encode
-from shared.queue import JOB_FUNCTION, RunEnqueuer, RunJob
+from shared.resp import bulk, encode
+
+# The queue contract's function (shared.queue.JOB_FUNCTION; not imported: shared.queue uses
+# this module). tests/services/ingest/test_jobs.py checks the two agree.
+JOB_FUNCTION = "services.worker.jobs.execute_run"
+# A RunJob (shared.queue), seen as a mapping so this module needs nothing from the queue.
+RunJob = Mapping[str, Any]
+Commands = list[tuple[tuple[Any, ...], dict[str, Any]]]
+
+
+class CommandSource(Protocol):
+    """What builds a job's commands with RQ (`shared.queue.RunEnqueuer`)."""
+
+    def commands(self, job: Any, at: datetime | None = None) -> Commands:
+        """The Redis commands RQ sends to enqueue `job`."""
+        ...
+
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +84,7 @@ def _compress(payload: bytes) -> bytes:
     return compressor.compress(payload) + compressor.flush()
 
 
-def _probe(run_id: str, workflow_id: str, body: Any) -> RunJob:
+def _probe(run_id: str, workflow_id: str, body: Any) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "workflow_id": workflow_id,
@@ -108,7 +125,7 @@ def _data_slot(_job: RunJob, _ts: bytes, data: bytes) -> bytes:
 class JobTemplate:
     """Renders a RunJob into RQ's enqueue commands, packed as RESP."""
 
-    def __init__(self, enqueuer: RunEnqueuer) -> None:
+    def __init__(self, enqueuer: CommandSource) -> None:
         probe = _probe(_PROBE_RUN, _PROBE_WORKFLOW, {"probe": True})
         commands = [args for args, _options in enqueuer.commands(probe)]
         self.count = len(commands)
@@ -148,7 +165,7 @@ class JobTemplate:
             piece if isinstance(piece, bytes) else piece(job, ts, data) for piece in self._pieces
         )
 
-    def _verify(self, enqueuer: RunEnqueuer) -> None:
+    def _verify(self, enqueuer: CommandSource) -> None:
         body = {"text": 'grüße {braces} "quotes" \\ ✓', "n": [1, 2.5, None, True], "e": {}}
         check = _probe("01900000-0000-7000-8000-00000000beef", "0190-{odd}-id", body)
         expected = [args for args, _options in enqueuer.commands(check)]
@@ -207,7 +224,7 @@ def _unpack(resp: bytes) -> list[list[bytes]]:
 class RqJobPacker:
     """The fallback: RQ builds every job (exact whatever RQ's layout, several times slower)."""
 
-    def __init__(self, enqueuer: RunEnqueuer) -> None:
+    def __init__(self, enqueuer: CommandSource) -> None:
         self._enqueuer = enqueuer
         self.count = len(enqueuer.commands(_probe(_PROBE_RUN, _PROBE_WORKFLOW, None)))
 
@@ -222,7 +239,7 @@ class RqJobPacker:
 JobPacker = JobTemplate | RqJobPacker
 
 
-def job_packer(enqueuer: RunEnqueuer) -> JobPacker:
+def job_packer(enqueuer: CommandSource) -> JobPacker:
     """The template when it reproduces RQ exactly, else the RQ-per-job fallback."""
     try:
         return JobTemplate(enqueuer)
