@@ -32,6 +32,8 @@ class HookRecord(TypedDict):
     # and is replaced by a sealed one of the same version (services/workflows/hooks/service.py).
     sealed: NotRequired[bool]
     signature: SignatureConfig | None
+    # The workflow's flow fields (shared/flow.py), when it has any.
+    flow: NotRequired[dict[str, Any]]
 
 
 def derive_token(key: bytes, workflow_id: str, nonce: str) -> str:

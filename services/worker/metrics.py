@@ -71,3 +71,11 @@ RUNS_PARKED = Counter(
 # Both reasons exist from the start, so dashboards show 0 rather than no data.
 for _reason in ("timer", "callback"):
     RUNS_PARKED.labels(_reason)
+
+RUNS_HELD = Counter(
+    "automateos_runs_held_total",
+    "Deliveries the worker held back before starting their run (flow control), by reason.",
+    ["reason"],
+)
+for _reason in ("throttled", "concurrency_limit"):
+    RUNS_HELD.labels(_reason)

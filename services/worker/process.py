@@ -18,9 +18,11 @@ from rq.serializers import JSONSerializer
 
 from services.worker import runtime
 from services.worker.config import get_worker_settings
+from services.worker.flow.priority import dequeue_order
 from services.worker.loop import LoopWatchdog
 from services.worker.pool import heartbeat_path
 from services.worker.worker import HeartbeatFile, RunWorker
+from shared.flow import priority_queues
 from shared.logs import configure_logging
 from shared.settings import get_settings
 from shared.telemetry import configure_tracing, flush_tracing
@@ -74,7 +76,7 @@ def main() -> None:
             settings.redis_url, socket_connect_timeout=5, health_check_interval=30
         )
         worker = RunWorker(
-            [settings.queue_name],
+            priority_queues(settings.queue_name),
             name=f"automateos-{socket.gethostname()}-{os.getpid()}-{args.index}",
             connection=connection,
             serializer=JSONSerializer,
@@ -86,6 +88,7 @@ def main() -> None:
             watchdog=LoopWatchdog(worker_runtime.engine_loop, worker_settings.loop_stall_seconds),
             concurrency=worker_settings.concurrency,
             slot_label=str(args.index),
+            queue_order=dequeue_order(settings.queue_name),
         )
         log.info(
             "worker process %d ready on queue %s (%d runs at once)",

@@ -16,6 +16,8 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.worker.engine import repository
+from services.worker.flow.gate import FlowGate
+from services.worker.flow.scripts import FlowScripts
 from shared.queue import RunEnqueuer, RunJob, continuation_job_id, job_key
 from shared.settings import Settings
 
@@ -58,6 +60,7 @@ class RecoverySweep:
         self.stale_after_s = stale_after_s
         self.batch = batch
         self.enqueuer = RunEnqueuer(client, settings.queue_name, settings.job_timeout_seconds)
+        self.flow = FlowGate(FlowScripts(client), self.enqueuer)
         # Replicas of one deployment take turns; the lock lapses before the next pass is due.
         self.lock_key = f"automateos:recovery-sweep:{settings.queue_name}"
         self.lock_ttl_ms = max(100, int(interval_s * 800))
@@ -79,6 +82,9 @@ class RecoverySweep:
             if not lost:
                 return []
             marked = await repository.fail_lost_runs(conn, lost, cutoff, LOST_ERROR)
+        for run_id in lost:
+            # A lost run's concurrency place (if it held one) goes to the next run of its key.
+            await self.flow.release(str(run_id))
         log.warning(
             "recovery sweep marked %d lost runs failed",
             marked,

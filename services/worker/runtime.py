@@ -21,6 +21,8 @@ from services.worker.engine import NodeRunner, RunEngine, VersionCache
 from services.worker.engine.credentials import CredentialVault
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json
+from services.worker.flow.gate import FlowGate
+from services.worker.flow.scripts import FlowScripts
 from services.worker.loop import EngineLoop
 from shared.db.engine import PromptlyClosed
 from shared.nodes import EgressPolicy, build_http_client, load_registry
@@ -107,11 +109,13 @@ class WorkerRuntime:
             park_after_s=worker_settings.park_after_seconds,
             credentials=CredentialVault(self.db, settings.keyring()),
         )
+        parking = Parking(self.redis, settings)
         self.engine = RunEngine(
             self.db,
             runner,
             VersionCache(worker_settings.version_cache_size),
-            Parking(self.redis, settings),
+            parking,
+            FlowGate(FlowScripts(self.redis), parking.enqueuer),
         )
         self.engine_loop.start()
 

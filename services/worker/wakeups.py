@@ -20,6 +20,8 @@ import redis
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
+from shared.flow import priority_queues
+
 log = logging.getLogger(__name__)
 
 # Extend the lock only while we still hold it (a slow tick must not extend someone else's).
@@ -41,10 +43,10 @@ class WakeupThread:
         self.connection = redis.Redis.from_url(
             redis_url, socket_connect_timeout=2, socket_timeout=5
         )
-        self.scheduler = RQScheduler(
-            [queue_name], connection=self.connection, serializer=JSONSerializer
-        )
-        self.scheduler.prepare_registries([queue_name])
+        # Every priority queue has its own scheduled registry (shared/flow.py).
+        queues = priority_queues(queue_name)
+        self.scheduler = RQScheduler(queues, connection=self.connection, serializer=JSONSerializer)
+        self.scheduler.prepare_registries(queues)
         self.lock_key = f"automateos:wakeups:{queue_name}"
         self.lock_ttl_ms = max(3000, 3000 * interval_s)
         self.name = f"{socket.gethostname()}-{os.getpid()}"

@@ -43,6 +43,7 @@ from rq.worker import SimpleWorker, WorkerStatus
 from services.worker import metrics, rqcompat
 from services.worker.config import WorkerSettings
 from services.worker.loop import LoopWatchdog
+from shared.flow import polled_key
 from shared.queue import JOB_FUNCTION, RunJob
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class RunWorker(SimpleWorker):
         watchdog: LoopWatchdog,
         concurrency: int,
         slot_label: str = "0",
+        queue_order: Callable[[int], list[str]] | None = None,
         **kwargs: Any,
     ) -> None:
         # Read by RQ's constructor (socket timeout), so set before it runs.
@@ -136,6 +138,13 @@ class RunWorker(SimpleWorker):
         self._in_flight_gauge = metrics.RUNS_IN_FLIGHT.labels(slot_label)
         self._free_gauge = metrics.FREE_SLOTS.labels(slot_label)
         self._free_gauge.set(concurrency)
+        # Priority queues (services/worker/flow/priority.py): asked in this order per dequeue.
+        self._queue_order = queue_order
+        self._dequeues = 0
+        self._polled_key = polled_key(queues[0])
+        # A dequeue is under way / one happened since the last heartbeat (shared.flow.polled_key).
+        self._asking = False
+        self._asked = False
         super().__init__(
             queues,
             job_class=ExpiringResultJob,
@@ -174,6 +183,10 @@ class RunWorker(SimpleWorker):
             return
         with self.connection.pipeline() as own:
             super().heartbeat(timeout, own)
+            if self._asking or self._asked:
+                # Rides on the heartbeat's round trip: "a worker asked this queue lately".
+                own.set(self._polled_key, repr(time.time()), ex=3600)
+                self._asked = False
             own.execute()
         self._last_heartbeat = current
         self.beat()
@@ -199,14 +212,26 @@ class RunWorker(SimpleWorker):
             self.heartbeat()
             if self._stop_requested:
                 return None
+        if self._queue_order is not None:
+            self._order_queues()
+        self._asking = self._asked = True
         try:
             result = rqcompat.dequeue(self, timeout, lambda: self._stop_requested)
         except BaseException:
             self._slots.release()
             raise
+        finally:
+            self._asking = False
         if result is None:
             self._slots.release()
         return result
+
+    def _order_queues(self) -> None:
+        assert self._queue_order is not None
+        by_name = {queue.name: queue for queue in self.queues}
+        self._dequeues += 1
+        names = self._queue_order(self._dequeues)
+        self._ordered_queues = [by_name[name] for name in names if name in by_name]
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Record the job as started as RQ does, then start its run on the loop; return at once."""

@@ -84,6 +84,8 @@ class Workflow(SQLModel, table=True):
     next_run_at: datetime | None = _ts(default=None)
     # Per-workflow overrides of run retention: {"days", "max_runs", "keep_details"}.
     retention: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    # Flow control: {"concurrency", "throttle", "debounce", "priority"} (shared/flow.py).
+    flow: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
 
 
 class Credential(SQLModel, table=True):
@@ -152,6 +154,9 @@ class WorkflowRun(SQLModel, table=True):
     # redelivered continuation can take its run back; a first delivery never takes it then).
     resume_at: datetime | None = _ts(default=None)
     waiting_step: int | None = None
+    # Why a queued or waiting run does not run (shared/flow.py WAITING_REASONS), and details.
+    waiting_reason: str | None = Field(default=None, max_length=32)
+    waiting_detail: dict[str, Any] | None = Field(default=None, sa_type=JSONB, nullable=True)
 
 
 class RunStep(SQLModel, table=True):

@@ -118,7 +118,8 @@ _PARK = text(
     f"""
     WITH run AS (
         UPDATE workflow_runs
-        SET status = 'waiting', resume_at = :resume_at, waiting_step = :position
+        SET status = 'waiting', resume_at = :resume_at, waiting_step = :position,
+            waiting_reason = :reason, waiting_detail = NULL
         WHERE id = :run_id AND attempt = :attempt AND status = 'running'
         RETURNING id
     ), upserted AS ({_UPSERT_STEPS})
@@ -259,8 +260,12 @@ async def park_run(
     position: int,
     resume_at: datetime,
     steps: list[dict[str, Any]],
+    reason: str = "delay",
 ) -> bool:
-    """Mark the run `waiting` at step `position` until `resume_at`, with its steps so far."""
+    """Mark the run `waiting` at step `position` until `resume_at`, with its steps so far.
+
+    `reason` is its `waiting_reason`: "delay", "callback" (shared/flow.py WAITING_REASONS).
+    """
     parked = await conn.scalar(
         _PARK,
         {
@@ -269,6 +274,7 @@ async def park_run(
             "position": position,
             "resume_at": resume_at,
             "steps": orjson.dumps(steps).decode(),
+            "reason": reason,
         },
     )
     return bool(parked)

@@ -36,6 +36,7 @@ from services.worker.engine.runner import (
     StepRecord,
 )
 from services.worker.engine.versions import LoadedVersion, VersionCache, parse_nodes
+from services.worker.flow.gate import FlowGate
 from shared.queue import RunJob
 from shared.telemetry import (
     RUN_ATTEMPT,
@@ -107,11 +108,14 @@ class RunEngine:
         runner: NodeRunner,
         versions: VersionCache,
         parking: Parking,
+        flow: FlowGate | None = None,
     ) -> None:
         self.db = db
         self.runner = runner
         self.versions = versions
         self.parking = parking
+        # Admission of flow-controlled runs (concurrency, throttle); only jobs with `flow`.
+        self.flow = flow
         self.cancels = CancelWatch(parking.client)
 
     async def execute(self, job: RunJob, *, job_timeout_s: float) -> str:
@@ -140,6 +144,8 @@ class RunEngine:
                 self.cancels.forget(job["run_id"])
                 await db.close()
             span.set_attribute(RUN_STATUS, result)
+            if self.flow is not None and "flow" in job:
+                await self.flow.settle(job, result)
             return result
 
     async def _execute(
@@ -157,6 +163,10 @@ class RunEngine:
         flag = self.cancels.track(job["run_id"])
 
         if resume_step is None:
+            if self.flow is not None and "flow" in job:
+                held = await self.flow.admit(job, db)
+                if held is not None:
+                    return held
             attempt = await self._claim(job, db, run_id, workflow_id, started_at, ids)
             if isinstance(attempt, str):
                 return attempt
@@ -278,6 +288,7 @@ class RunEngine:
                 position=park.position,
                 resume_at=park.resume_at,
                 steps=rows,
+                reason="callback" if park.park.callback else "delay",
             ),
         )
         if not parked:

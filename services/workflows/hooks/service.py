@@ -67,7 +67,7 @@ def hook_record(workflow: Workflow) -> HookRecord:
         signature = {"scheme": stored["scheme"], "secret": stored["secret"]}
         if stored.get("header"):
             signature["header"] = stored["header"]
-    return {
+    record: HookRecord = {
         "workflow_id": str(workflow.id),
         "owner_id": str(workflow.owner_id),
         "version": workflow.version,
@@ -75,6 +75,9 @@ def hook_record(workflow: Workflow) -> HookRecord:
         "sealed": True,
         "signature": signature,
     }
+    if workflow.flow:
+        record["flow"] = workflow.flow
+    return record
 
 
 class HookMirror:

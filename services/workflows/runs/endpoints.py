@@ -32,6 +32,7 @@ from services.workflows.workflows import service as workflows
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.service import WorkflowNotFound
 from shared.db.models import WorkflowRun
+from shared.flow import FlowSpec, spec_of
 from shared.queue import RunEnqueuer
 from shared.telemetry import (
     HTTP_METHOD,
@@ -110,7 +111,11 @@ def _run_span(route: str, request: Request) -> Iterator[Span]:
 
 
 async def _accept(
-    session: AsyncSession, enqueuer: RunEnqueuer, run: WorkflowRun, response: Response
+    session: AsyncSession,
+    enqueuer: RunEnqueuer,
+    run: WorkflowRun,
+    response: Response,
+    flow: FlowSpec | None = None,
 ) -> RunAccepted:
     """Record the run as queued, then queue its job; 202 only once both hold.
 
@@ -122,7 +127,7 @@ async def _accept(
     await RunRepository(session).add(run)
     await session.commit()
     try:
-        await enqueuer.enqueue(service.job_for(run, current_traceparent()))
+        await enqueuer.enqueue(service.job_for(run, current_traceparent(), flow))
     except RedisError as exc:
         extra = {"run_id": str(run.id), "error": type(exc).__name__}
         log.warning("run not queued: Redis unavailable", extra=extra)
@@ -214,7 +219,7 @@ async def run_workflow(
         body = await _json_body(request, settings.max_body_bytes)
         run = service.new_run(workflow, dict(service.manual_trigger(body)), retry_of=None)
         span.set_attribute(RUN_ID, str(run.id))
-        return await _accept(session, enqueuer, run, response)
+        return await _accept(session, enqueuer, run, response, spec_of(workflow.flow))
 
 
 @router.post(
@@ -238,7 +243,7 @@ async def retry_run(
             raise HTTPException(status.HTTP_404_NOT_FOUND, "the run's workflow no longer exists")
         run = service.new_run(workflow, original.trigger, retry_of=original.id)
         span.set_attribute(RUN_ID, str(run.id))
-        return await _accept(session, enqueuer, run, response)
+        return await _accept(session, enqueuer, run, response, spec_of(workflow.flow))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunOut)

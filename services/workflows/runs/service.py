@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.workflows.runs.repository import CANCELLED_ERROR, RunRepository
 from services.workflows.runs.schemas import RunOut, RunSummary, StepOut
 from shared.db.models import Workflow, WorkflowRun, utcnow
+from shared.flow import FlowSpec
 from shared.hooks import callback_key
 from shared.ids import uuid7
 from shared.queue import CANCEL_CHANNEL, RunJob, TriggerRequest, fetch_queued_job
@@ -215,7 +216,7 @@ def new_run(workflow: Workflow, trigger: dict[str, Any], retry_of: uuid.UUID | N
     )
 
 
-def job_for(run: WorkflowRun, traceparent: str | None) -> RunJob:
+def job_for(run: WorkflowRun, traceparent: str | None, flow: FlowSpec | None = None) -> RunJob:
     """The queue payload of a run (docs/ARCHITECTURE.md, "Queue contract")."""
     trigger: TriggerRequest = {
         "body": run.trigger.get("body"),
@@ -226,7 +227,7 @@ def job_for(run: WorkflowRun, traceparent: str | None) -> RunJob:
     }
     if run.trigger.get("scheduled_at"):  # a retry of a scheduled run keeps its tick
         trigger["scheduled_at"] = run.trigger["scheduled_at"]
-    return {
+    job: RunJob = {
         "run_id": str(run.id),
         "workflow_id": str(run.workflow_id),
         "owner_id": str(run.owner_id),
@@ -237,3 +238,6 @@ def job_for(run: WorkflowRun, traceparent: str | None) -> RunJob:
         "traceparent": traceparent if traceparent and _TRACEPARENT.match(traceparent) else None,
         "retry_of": str(run.retry_of) if run.retry_of else None,
     }
+    if flow is not None:
+        job["flow"] = flow
+    return job

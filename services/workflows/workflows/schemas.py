@@ -15,6 +15,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from services.workflows.workflows.flow_schemas import (
+    ConcurrencyIn,
+    DebounceIn,
+    PriorityIn,
+    ThrottleIn,
+)
 from shared import schedules
 from shared.secret_strength import entropy_bits, is_pattern
 
@@ -145,6 +151,11 @@ class WorkflowIn(BaseModel):
     nodes: list[Any]
     trigger: TriggerIn | None = None
     retention: RetentionIn | None = None
+    # Flow control (flow_schemas.py, docs/flow-control.md).
+    concurrency: ConcurrencyIn | None = None
+    throttle: ThrottleIn | None = None
+    debounce: DebounceIn | None = None
+    priority: PriorityIn = "normal"
 
 
 class WorkflowPatch(BaseModel):
@@ -160,6 +171,11 @@ class WorkflowPatch(BaseModel):
     trigger: TriggerIn | None = None
     # `null` returns to the deployment's defaults.
     retention: RetentionIn | None = None
+    # `null` removes that flow-control field.
+    concurrency: ConcurrencyIn | None = None
+    throttle: ThrottleIn | None = None
+    debounce: DebounceIn | None = None
+    priority: PriorityIn | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> WorkflowPatch:
@@ -196,6 +212,10 @@ class WorkflowOut(BaseModel):
     nodes: list[dict[str, Any]]
     trigger: TriggerOut | ScheduleTriggerOut
     retention: RetentionIn
+    concurrency: ConcurrencyIn | None = None
+    throttle: ThrottleIn | None = None
+    debounce: DebounceIn | None = None
+    priority: PriorityIn = "normal"
     webhook_url: str
     # The next tick of an active schedule trigger, else null.
     next_run_at: datetime | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workflows.credentials import service as credentials
 from services.workflows.hooks.service import HookMirror
+from services.workflows.workflows.flow_schemas import stored_flow
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.schemas import (
     DEFAULT_HMAC_HEADER,
@@ -33,6 +35,7 @@ from services.workflows.workflows.schemas import (
 from shared import schedules
 from shared.crypto import Keyring, hook_secret_context, is_sealed
 from shared.db.models import Workflow, utcnow
+from shared.flow import FLOW_FIELDS
 from shared.hooks import derive_token, token_hash
 from shared.nodes import NodeRegistry, issues_to_detail, validate_nodes
 
@@ -87,6 +90,7 @@ def present(workflow: Workflow, urls: WebhookUrls) -> WorkflowOut:
         if schedules.is_schedule(trigger)
         else TriggerOut(signature=signature),
         retention=RetentionIn.model_validate(workflow.retention or {}),
+        **(workflow.flow or {}),
         webhook_url=urls.url(workflow),
         next_run_at=workflow.next_run_at,
         created_at=workflow.created_at,
@@ -112,6 +116,10 @@ def _next_run_at(workflow: Workflow) -> datetime | None:
     if not workflow.active or not schedules.is_schedule(workflow.trigger):
         return None
     return schedules.next_tick(workflow.trigger, utcnow())
+
+
+def _requested_flow(body: WorkflowIn | WorkflowPatch, names: Sequence[str]) -> dict[str, Any]:
+    return stored_flow({name: getattr(body, name) for name in names})
 
 
 def _stored_retention(requested: RetentionIn | None) -> dict[str, Any]:
@@ -178,6 +186,7 @@ async def create(
         nodes=nodes,
         trigger=_stored_trigger(body.trigger, None, keyring, workflow_id),
         retention=_stored_retention(body.retention),
+        flow=_requested_flow(body, FLOW_FIELDS),
         webhook_token_hash=hashed,
         webhook_nonce=nonce,
         created_at=now,
@@ -263,6 +272,7 @@ async def replace(
         "nodes": await _checked_nodes(session, registry, owner_id, body.nodes),
         "trigger": _stored_trigger(body.trigger, workflow.trigger, keyring, workflow.id),
         "retention": _stored_retention(body.retention),
+        "flow": _requested_flow(body, FLOW_FIELDS),
     }
     return await _apply(session, mirror, workflow, changes)
 
@@ -290,6 +300,10 @@ async def patch(
         changes["trigger"] = _stored_trigger(body.trigger, workflow.trigger, keyring, workflow.id)
     if "retention" in present_fields:
         changes["retention"] = _stored_retention(body.retention)
+    flow_fields = [name for name in FLOW_FIELDS if name in present_fields]
+    if flow_fields:
+        kept = {k: v for k, v in (workflow.flow or {}).items() if k not in flow_fields}
+        changes["flow"] = {**kept, **_requested_flow(body, flow_fields)}
     return await _apply(session, mirror, workflow, changes)
 
 

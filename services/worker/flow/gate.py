@@ -1,0 +1,135 @@
+"""Admission of a delivery before the engine claims its run: throttle, then concurrency.
+
+Called only for jobs that carry flow fields (`RunJob.flow`), so a workflow without them costs
+nothing here. A held-back run is acknowledged (its delivery returns at once, holding no worker
+slot), recorded in PostgreSQL as `queued` with why (`waiting_reason`, `waiting_detail`), and
+comes back through the one enqueue API:
+
+- throttled: its next delivery is scheduled for the start time it reserved
+  (`RunEnqueuer.enqueue(job, at=...)`), never dropped;
+- concurrency: it waits in its key's line in Redis; when a run of the key ends, the script that
+  takes the place back queues the run waiting longest (scripts.py), in arrival order.
+
+Throttle comes first so a delayed run does not sit on a concurrency place while it waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from services.worker import metrics
+from services.worker.engine.delivery import DeliveryConnection
+from services.worker.flow import records
+from services.worker.flow.scripts import HOLD_PREFIX, FlowScripts, encode_commands
+from shared.flow import redis_key
+from shared.flow_keys import render_key
+from shared.queue import RunEnqueuer, RunJob
+
+log = logging.getLogger(__name__)
+
+THROTTLED = "throttled"
+CONCURRENCY_LIMIT = "concurrency_limit"
+# Delivery results after which the run holds no place any more: it ended, or never will run.
+_PLACE_ENDS = frozenset(
+    {"succeeded", "failed", "cancelled", "already-finished", "workflow-gone", "not-waiting"}
+)
+# A reservation this close to now is a start now (RQ schedules in whole seconds anyway).
+_NOW_SLACK_S = 0.05
+_RECORD_TRIES = 8
+
+
+def hold_key(run_id: str) -> str:
+    return HOLD_PREFIX + run_id
+
+
+def _next_delivery(job: RunJob, passed: list[str]) -> RunJob:
+    """The job of the run's next delivery: its gates passed so far, a job id of its own."""
+    following: RunJob = {**job, "flow_passed": passed}
+    following["flow_pass"] = job.get("flow_pass", 0) + 1
+    return following
+
+
+class FlowGate:
+    """Throttle reservations and concurrency places for deliveries of flow-controlled runs."""
+
+    def __init__(self, scripts: FlowScripts, enqueuer: RunEnqueuer) -> None:
+        self.scripts = scripts
+        self.enqueuer = enqueuer
+
+    async def admit(self, job: RunJob, db: DeliveryConnection) -> str | None:
+        """None when the delivery may run now, else why it was held back (its result)."""
+        flow = job.get("flow") or {}
+        passed = list(job.get("flow_passed") or [])
+        throttle = flow.get("throttle")
+        if throttle is not None and "throttle" not in passed:
+            key = render_key(throttle.get("key"), job["trigger"])
+            now = time.time()
+            reserved = float(
+                await self.scripts.throttle(
+                    keys=[redis_key("thr", job["workflow_id"], key)],
+                    args=[throttle["limit"], throttle["period_s"], repr(now)],
+                )
+            )
+            passed.append("throttle")
+            if reserved > now + _NOW_SLACK_S:
+                start_at = datetime.fromtimestamp(reserved, UTC)
+                detail = {
+                    "resume_at": start_at.isoformat(),
+                    "key": key,
+                    "limit": throttle["limit"],
+                    "period_s": throttle["period_s"],
+                }
+                await self._record(db, job, THROTTLED, detail)
+                await self.enqueuer.enqueue(_next_delivery(job, passed), at=start_at)
+                metrics.RUNS_HELD.labels(THROTTLED).inc()
+                return THROTTLED
+        concurrency = flow.get("concurrency")
+        if concurrency is not None and "concurrency" not in passed:
+            key = render_key(concurrency.get("key"), job["trigger"])
+            keys = [redis_key("conc", job["workflow_id"], key), hold_key(job["run_id"])]
+            limit = concurrency["limit"]
+            ahead = await self.scripts.admit(
+                keys=keys, args=[job["run_id"], limit, time.time(), ""]
+            )
+            if int(ahead) == -2:
+                # Full: now build the commands that queue it when its turn comes.
+                following = _next_delivery(job, [*passed, "concurrency"])
+                blob = encode_commands(self.enqueuer.commands(following))
+                ahead = await self.scripts.admit(
+                    keys=keys, args=[job["run_id"], limit, time.time(), blob]
+                )
+            if int(ahead) >= 0:
+                detail = {"key": key, "limit": limit, "ahead": int(ahead)}
+                await self._record(db, job, CONCURRENCY_LIMIT, detail)
+                metrics.RUNS_HELD.labels(CONCURRENCY_LIMIT).inc()
+                return CONCURRENCY_LIMIT
+        return None
+
+    async def settle(self, job: RunJob, result: str) -> None:
+        """After a delivery: give the run's concurrency place back if the run has ended."""
+        flow = job.get("flow") or {}
+        if "concurrency" in flow and result in _PLACE_ENDS:
+            await self.release(job["run_id"])
+
+    async def release(self, run_id: str) -> int:
+        """Give back the place the run holds (none: nothing happens); returns the runs queued."""
+        moved = await self.scripts.release(keys=[hold_key(run_id)], args=[run_id, time.time()])
+        return int(moved)
+
+    async def _record(
+        self, db: DeliveryConnection, job: RunJob, reason: str, detail: dict[str, Any]
+    ) -> None:
+        values = records.held_values(job, reason, detail)
+        await db.run(
+            "record why the run waits",
+            _RECORD_TRIES,
+            lambda conn: records.record_held(conn, values),
+        )
+        log.info(
+            "run held back: %s",
+            reason,
+            extra={"run_id": job["run_id"], "workflow_id": job["workflow_id"], **detail},
+        )
