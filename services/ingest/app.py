@@ -10,8 +10,9 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from services.ingest.hooks import callbacks
+from services.ingest.hooks.debounce import Debouncer
 from services.ingest.hooks.endpoints import IngestApp, document
-from services.ingest.hooks.jobs import job_packer
+from services.ingest.hooks.jobs import JobPacker, job_packer
 from services.ingest.hooks.resolver import HookResolver, InternalHookSource
 from services.ingest.hooks.service import RunStore, WebhookService
 from services.ingest.leanredis import LeanRedis
@@ -58,9 +59,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.hook_cache_seconds,
         keyring=settings.keyring(),
     )
-    store = RunStore(redis, job_packer(enqueuer), settings.dedupe_ttl_seconds)
+    priority_packers: dict[str, JobPacker] = {
+        priority: job_packer(enqueuer, priority) for priority in ("high", "low")
+    }
+    store = RunStore(redis, job_packer(enqueuer), settings.dedupe_ttl_seconds, priority_packers)
     app.state.redis = redis
-    app.state.webhooks = WebhookService(resolver, store, settings.max_body_bytes)
+    app.state.webhooks = WebhookService(
+        resolver, store, settings.max_body_bytes, Debouncer(redis, enqueuer)
+    )
     try:
         yield
     finally:

@@ -77,5 +77,5 @@ RUNS_HELD = Counter(
     "Deliveries the worker held back before starting their run (flow control), by reason.",
     ["reason"],
 )
-for _reason in ("throttled", "concurrency_limit"):
+for _reason in ("throttled", "concurrency_limit", "debounced"):
     RUNS_HELD.labels(_reason)

@@ -26,6 +26,7 @@ import orjson
 from rq.utils import utcformat, utcparse
 
 from services.ingest.leanredis import bulk, encode
+from shared.flow import Priority
 from shared.queue import JOB_FUNCTION, RunEnqueuer, RunJob
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,8 @@ def _compress(payload: bytes) -> bytes:
     return compressor.compress(payload) + compressor.flush()
 
 
-def _probe(run_id: str, workflow_id: str, body: Any) -> RunJob:
-    return {
+def _probe(run_id: str, workflow_id: str, body: Any, priority: Priority | None = None) -> RunJob:
+    job: RunJob = {
         "run_id": run_id,
         "workflow_id": workflow_id,
         "owner_id": "01900000-0000-7000-8000-000000000000",
@@ -84,6 +85,10 @@ def _probe(run_id: str, workflow_id: str, body: Any) -> RunJob:
         "traceparent": None,
         "retry_of": None,
     }
+    if priority is not None:
+        # The queue follows the job's priority (shared/flow.py): one template per queue.
+        job["flow"] = {"priority": priority}
+    return job
 
 
 def _id_slot(text: str) -> Slot:
@@ -108,8 +113,9 @@ def _data_slot(_job: RunJob, _ts: bytes, data: bytes) -> bytes:
 class JobTemplate:
     """Renders a RunJob into RQ's enqueue commands, packed as RESP."""
 
-    def __init__(self, enqueuer: RunEnqueuer) -> None:
-        probe = _probe(_PROBE_RUN, _PROBE_WORKFLOW, {"probe": True})
+    def __init__(self, enqueuer: RunEnqueuer, priority: Priority | None = None) -> None:
+        self.priority = priority
+        probe = _probe(_PROBE_RUN, _PROBE_WORKFLOW, {"probe": True}, priority)
         commands = [args for args, _options in enqueuer.commands(probe)]
         self.count = len(commands)
         self._pieces = self._derive(commands)
@@ -150,7 +156,7 @@ class JobTemplate:
 
     def _verify(self, enqueuer: RunEnqueuer) -> None:
         body = {"text": 'grüße {braces} "quotes" \\ ✓', "n": [1, 2.5, None, True], "e": {}}
-        check = _probe("01900000-0000-7000-8000-00000000beef", "0190-{odd}-id", body)
+        check = _probe("01900000-0000-7000-8000-00000000beef", "0190-{odd}-id", body, self.priority)
         expected = [args for args, _options in enqueuer.commands(check)]
         ours = _unpack(self.render(check))
         if len(ours) != len(expected):
@@ -222,10 +228,13 @@ class RqJobPacker:
 JobPacker = JobTemplate | RqJobPacker
 
 
-def job_packer(enqueuer: RunEnqueuer) -> JobPacker:
-    """The template when it reproduces RQ exactly, else the RQ-per-job fallback."""
+def job_packer(enqueuer: RunEnqueuer, priority: Priority | None = None) -> JobPacker:
+    """The template when it reproduces RQ exactly, else the RQ-per-job fallback.
+
+    With `priority`, the template of that priority's queue (jobs then carry that priority).
+    """
     try:
-        return JobTemplate(enqueuer)
+        return JobTemplate(enqueuer, priority)
     except TemplateMismatch as exc:
         log.warning("RQ job template does not match RQ; building every job with RQ: %s", exc)
         return RqJobPacker(enqueuer)

@@ -29,6 +29,7 @@ from services.ingest.hooks.payload import ALWAYS_REDACTED, IDEMPOTENCY_HEADERS
 from services.ingest.hooks.signatures import Verifier, build_verifier
 from services.ingest.leanredis import LeanRedis
 from shared.crypto import DecryptionFailed, Keyring, hook_secret_context, is_sealed
+from shared.flow import FlowSpec, spec_of
 from shared.hooks import HookRecord, SignatureConfig, decode_record, hook_key, token_hash
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class Hook:
     dedupe_prefix: str
     # (lower-case name, display name) of the headers whose value is the dedupe key, in order.
     idempotency_headers: tuple[tuple[str, str], ...] = IDEMPOTENCY_HEADERS
+    # The workflow's flow fields (shared/flow.py), copied into each run's job; None for most.
+    flow: FlowSpec | None = None
 
 
 def _opened(signature: SignatureConfig | None, workflow_id: str, keyring: Keyring | None) -> Any:
@@ -100,6 +103,7 @@ def compile_record(record: HookRecord, keyring: Keyring | None = None) -> Hook |
         redacted_headers=redacted,
         dedupe_prefix=f"{DEDUPE_KEY_PREFIX}{workflow_id}:",
         idempotency_headers=_key_order(verifier),
+        flow=spec_of(record.get("flow")),
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +24,7 @@ from opentelemetry.trace import Span
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from services.ingest.hooks.debounce import Debouncer
 from services.ingest.hooks.jobs import JobPacker
 from services.ingest.hooks.payload import (
     MalformedRequest,
@@ -134,9 +135,17 @@ class QueueUnavailable(Exception):
 class RunStore:
     """Writes accepted deliveries to Redis: the optional dedupe claim, then the RQ job."""
 
-    def __init__(self, redis: LeanRedis, packer: JobPacker, dedupe_ttl_s: int) -> None:
+    def __init__(
+        self,
+        redis: LeanRedis,
+        packer: JobPacker,
+        dedupe_ttl_s: int,
+        priority_packers: Mapping[str, JobPacker] | None = None,
+    ) -> None:
         self._redis = redis
         self._packer = packer
+        # Packers of the high and low priority queues (shared/flow.py), by priority.
+        self._priority_packers = dict(priority_packers or {})
         self._dedupe_ttl = dedupe_ttl_s
         self._claim_ttl = min(CLAIM_SECONDS, dedupe_ttl_s)
 
@@ -148,8 +157,11 @@ class RunStore:
         serialised, before anything is written.
         """
         # Serialise before claiming the key: an unserialisable body must not consume it.
-        packed = self._packer.render(job)
-        count = self._packer.count
+        packer = self._packer
+        if "flow" in job:
+            packer = self._priority_packers.get(job["flow"].get("priority", ""), packer)
+        packed = packer.render(job)
+        count = packer.count
         run_id = job["run_id"]
         try:
             if dedupe_key is None:
@@ -178,9 +190,16 @@ class RunStore:
 class WebhookService:
     """Decides the reply to one delivery and, when it is accepted, stores its run's job."""
 
-    def __init__(self, resolver: HookResolver, store: RunStore, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        resolver: HookResolver,
+        store: RunStore,
+        max_body_bytes: int,
+        debouncer: Debouncer | None = None,
+    ) -> None:
         self._resolver = resolver
         self._store = store
+        self._debouncer = debouncer
         self._max_body = max_body_bytes
         self._too_large = _error(413, TOO_LARGE_DETAIL.format(max_body_bytes), close=True)
         self._lookup_failures = ThrottledLog("webhook lookup failed")
@@ -283,10 +302,16 @@ class WebhookService:
             "traceparent": entry.traceparent(),
             "retry_of": None,
         }
+        if hook.flow is not None:
+            job["flow"] = hook.flow
         dedupe_key = hook.dedupe_prefix + hashlib.sha256(key.encode()).hexdigest() if key else None
+        debounce = hook.flow.get("debounce") if hook.flow is not None else None
         try:
-            run_id, duplicate = await self._store.store(job, dedupe_key)
-        except QueueUnavailable as exc:
+            if debounce is not None and self._debouncer is not None:
+                run_id, duplicate = await self._debouncer.fold(job, debounce)
+            else:
+                run_id, duplicate = await self._store.store(job, dedupe_key)
+        except (QueueUnavailable, RedisError, OSError, TimeoutError) as exc:
             self._enqueue_failures.warn(str(exc))
             return self._count(span, "unavailable", QUEUE_UNAVAILABLE)
         except (ValueError, RecursionError):
@@ -295,6 +320,10 @@ class WebhookService:
         # The run this reply names: for a duplicate, the first delivery's.
         span.set_attribute(RUN_ID, run_id)
         location = (b"location", f"/runs/{run_id}".encode())
+        if debounce is not None:
+            # Folded or first of its key: the answer names the run the delivery joined.
+            payload = orjson.dumps({"run_id": run_id, "debounced": True, "joined": duplicate})
+            return self._count(span, "accepted", Reply(202, payload, (location,)))
         payload = orjson.dumps({"run_id": run_id})
         if duplicate:
             replayed = (b"idempotent-replayed", b"true")

@@ -51,6 +51,8 @@ def _build_start() -> Any:
             "status": "running",
             "attempt": runs.c.attempt + 1,
             "started_at": stmt.excluded.started_at,
+            # A debounced run starts with the last trigger folded into it (flow/gate.py).
+            "trigger": stmt.excluded.trigger,
             "error": None,
             "finished_at": None,
             "duration_ms": None,

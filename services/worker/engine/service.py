@@ -139,7 +139,11 @@ class RunEngine:
         ) as span:
             db = DeliveryConnection(self.db)
             try:
-                result = await self._execute(job, job_timeout_s, db, span)
+                held = None
+                if self.flow is not None and "flow" in job and "resume_step" not in job:
+                    # Before the claim: a run held back holds no worker slot (flow/gate.py).
+                    job, held = await self.flow.admit(job, db)
+                result = held or await self._execute(job, job_timeout_s, db, span)
             finally:
                 self.cancels.forget(job["run_id"])
                 await db.close()
@@ -163,10 +167,6 @@ class RunEngine:
         flag = self.cancels.track(job["run_id"])
 
         if resume_step is None:
-            if self.flow is not None and "flow" in job:
-                held = await self.flow.admit(job, db)
-                if held is not None:
-                    return held
             attempt = await self._claim(job, db, run_id, workflow_id, started_at, ids)
             if isinstance(attempt, str):
                 return attempt

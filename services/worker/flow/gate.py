@@ -20,6 +20,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from services.worker import metrics
 from services.worker.engine.delivery import DeliveryConnection
 from services.worker.flow import records
@@ -31,6 +33,7 @@ from shared.queue import RunEnqueuer, RunJob
 log = logging.getLogger(__name__)
 
 THROTTLED = "throttled"
+DEBOUNCED = "debounced"
 CONCURRENCY_LIMIT = "concurrency_limit"
 # Delivery results after which the run holds no place any more: it ended, or never will run.
 _PLACE_ENDS = frozenset(
@@ -59,10 +62,32 @@ class FlowGate:
         self.scripts = scripts
         self.enqueuer = enqueuer
 
-    async def admit(self, job: RunJob, db: DeliveryConnection) -> str | None:
-        """None when the delivery may run now, else why it was held back (its result)."""
+    async def admit(self, job: RunJob, db: DeliveryConnection) -> tuple[RunJob, str | None]:
+        """(the job to run, None) when the delivery may run now, else (job, why it was held).
+
+        The job to run differs from the delivered one for a debounced run: it carries the last
+        trigger folded into the run.
+        """
         flow = job.get("flow") or {}
         passed = list(job.get("flow_passed") or [])
+        debounce = flow.get("debounce")
+        if debounce is not None and "debounce" not in passed:
+            key = render_key(debounce.get("key"), job["trigger"])
+            taken = await self.scripts.take(
+                keys=[redis_key("deb", job["workflow_id"], key)],
+                args=[job["run_id"], repr(time.time())],
+            )
+            verdict = taken[0].decode() if isinstance(taken[0], bytes) else str(taken[0])
+            if verdict == "wait":
+                # A later trigger moved the run on: come back when it is due.
+                start_at = datetime.fromtimestamp(float(taken[1]), UTC)
+                await self._record(db, job, DEBOUNCED, {"resume_at": start_at.isoformat()})
+                await self.enqueuer.enqueue(_next_delivery(job, passed), at=start_at)
+                metrics.RUNS_HELD.labels(DEBOUNCED).inc()
+                return job, DEBOUNCED
+            if verdict == "take":
+                job = {**job, "trigger": orjson.loads(taken[1])}
+            passed.append("debounce")
         throttle = flow.get("throttle")
         if throttle is not None and "throttle" not in passed:
             key = render_key(throttle.get("key"), job["trigger"])
@@ -85,7 +110,7 @@ class FlowGate:
                 await self._record(db, job, THROTTLED, detail)
                 await self.enqueuer.enqueue(_next_delivery(job, passed), at=start_at)
                 metrics.RUNS_HELD.labels(THROTTLED).inc()
-                return THROTTLED
+                return job, THROTTLED
         concurrency = flow.get("concurrency")
         if concurrency is not None and "concurrency" not in passed:
             key = render_key(concurrency.get("key"), job["trigger"])
@@ -105,8 +130,8 @@ class FlowGate:
                 detail = {"key": key, "limit": limit, "ahead": int(ahead)}
                 await self._record(db, job, CONCURRENCY_LIMIT, detail)
                 metrics.RUNS_HELD.labels(CONCURRENCY_LIMIT).inc()
-                return CONCURRENCY_LIMIT
-        return None
+                return job, CONCURRENCY_LIMIT
+        return job, None
 
     async def settle(self, job: RunJob, result: str) -> None:
         """After a delivery: give the run's concurrency place back if the run has ended."""

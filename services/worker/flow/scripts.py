@@ -25,6 +25,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared.flow import REDIS_PREFIX
+from shared.flow_debounce import TAKE
 
 HOLD_PREFIX = REDIS_PREFIX + "hold:"
 
@@ -164,3 +165,4 @@ class FlowScripts:
         self.admit = client.register_script(ADMIT)
         self.release = client.register_script(RELEASE)
         self.throttle = client.register_script(THROTTLE)
+        self.take = client.register_script(TAKE)
