@@ -28,7 +28,7 @@ from services.worker.flow import records
 from services.worker.flow.scripts import HOLD_PREFIX, FlowScripts, encode_commands
 from shared.flow import redis_key
 from shared.flow_keys import render_key
-from shared.queue import RunEnqueuer, RunJob
+from shared.queue import RunEnqueuer, RunJob, delivery_job_id
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,10 @@ class FlowGate:
             if verdict == "wait":
                 # A later trigger moved the run on: come back when it is due.
                 start_at = datetime.fromtimestamp(float(taken[1]), UTC)
-                await self._record(db, job, DEBOUNCED, {"resume_at": start_at.isoformat()})
-                await self.enqueuer.enqueue(_next_delivery(job, passed), at=start_at)
+                following = _next_delivery(job, passed)
+                due = {"resume_at": start_at.isoformat(), "job_id": delivery_job_id(following)}
+                await self._record(db, job, DEBOUNCED, due)
+                await self.enqueuer.enqueue(following, at=start_at)
                 metrics.RUNS_HELD.labels(DEBOUNCED).inc()
                 return job, DEBOUNCED
             if verdict == "take":
@@ -101,14 +103,16 @@ class FlowGate:
             passed.append("throttle")
             if reserved > now + _NOW_SLACK_S:
                 start_at = datetime.fromtimestamp(reserved, UTC)
-                detail = {
+                following = _next_delivery(job, passed)
+                detail: dict[str, Any] = {
                     "resume_at": start_at.isoformat(),
                     "key": key,
                     "limit": throttle["limit"],
                     "period_s": throttle["period_s"],
+                    "job_id": delivery_job_id(following),
                 }
                 await self._record(db, job, THROTTLED, detail)
-                await self.enqueuer.enqueue(_next_delivery(job, passed), at=start_at)
+                await self.enqueuer.enqueue(following, at=start_at)
                 metrics.RUNS_HELD.labels(THROTTLED).inc()
                 return job, THROTTLED
         concurrency = flow.get("concurrency")
@@ -116,19 +120,24 @@ class FlowGate:
             key = render_key(concurrency.get("key"), job["trigger"])
             keys = [redis_key("conc", job["workflow_id"], key), hold_key(job["run_id"])]
             limit = concurrency["limit"]
+            following = _next_delivery(job, [*passed, "concurrency"])
             ahead = await self.scripts.admit(
                 keys=keys, args=[job["run_id"], limit, time.time(), ""]
             )
             if int(ahead) == -2:
                 # Full: now build the commands that queue it when its turn comes.
-                following = _next_delivery(job, [*passed, "concurrency"])
                 blob = encode_commands(self.enqueuer.commands(following))
                 ahead = await self.scripts.admit(
                     keys=keys, args=[job["run_id"], limit, time.time(), blob]
                 )
             if int(ahead) >= 0:
-                detail = {"key": key, "limit": limit, "ahead": int(ahead)}
-                await self._record(db, job, CONCURRENCY_LIMIT, detail)
+                held: dict[str, Any] = {
+                    "key": key,
+                    "limit": limit,
+                    "ahead": int(ahead),
+                    "job_id": delivery_job_id(following),
+                }
+                await self._record(db, job, CONCURRENCY_LIMIT, held)
                 metrics.RUNS_HELD.labels(CONCURRENCY_LIMIT).inc()
                 return job, CONCURRENCY_LIMIT
         return job, None

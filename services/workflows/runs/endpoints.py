@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Annotated, Any
 
 import orjson
@@ -24,7 +24,7 @@ from services.workflows.deps import (
     SettingsDep,
     WorkflowId,
 )
-from services.workflows.runs import service
+from services.workflows.runs import service, waiting
 from services.workflows.runs.repository import RunRepository
 from services.workflows.runs.schemas import RunAccepted, RunOut, RunPage, RunStatus
 from services.workflows.runs.service import RunEnded, RunNotFound
@@ -172,6 +172,8 @@ async def list_runs(
     user_id: CurrentUserId,
     workflow_id: WorkflowId,
     session: SessionDep,
+    redis: RedisDep,
+    settings: SettingsDep,
     status_: Annotated[RunStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
@@ -186,15 +188,25 @@ async def list_runs(
     rows = await RunRepository(session).page(workflow_id, user_id, status_, limit + 1, before)
     items = rows[:limit]
     next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None
-    return RunPage(items=[service.summary(run) for run in items], next_cursor=next_cursor)
+    summaries = [service.summary(run) for run in items]
+    with suppress(RedisError, OSError):
+        await waiting.explain(redis, settings.queue_name, summaries)
+    return RunPage(items=summaries, next_cursor=next_cursor)
 
 
 @router.get("/runs/{run_id}", response_model=RunOut)
 async def get_run(
-    user_id: CurrentUserId, run_id: RunId, session: SessionDep, redis: RedisDep
+    user_id: CurrentUserId,
+    run_id: RunId,
+    session: SessionDep,
+    redis: RedisDep,
+    settings: SettingsDep,
 ) -> RunOut:
-    """The run with its steps in execution order; `queued` (no steps) until a worker starts it."""
-    return await service.find(session, redis, user_id, run_id)
+    """The run with its steps in execution order; `queued` (no steps) until a worker starts it.
+
+    A queued or waiting run says why in `waiting_reason` and `waiting_detail`.
+    """
+    return await service.find(session, redis, user_id, run_id, settings.queue_name)
 
 
 @router.post(

@@ -40,6 +40,10 @@ class RunSummary(BaseModel):
     duration_ms: int | None
     # A parked run (status `waiting`) resumes then, or earlier on its callback.
     resume_at: datetime | None = None
+    # Why a `queued` or `waiting` run does not run (shared/flow.py WAITING_REASONS), with
+    # details such as {"ahead": 12}, {"resume_at": ...}, {"key": "...", "limit": 1}.
+    waiting_reason: str | None = None
+    waiting_detail: dict[str, Any] | None = None
 
 
 class RunOut(RunSummary):

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 import uuid
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.workflows.runs import waiting
 from services.workflows.runs.repository import CANCELLED_ERROR, RunRepository
 from services.workflows.runs.schemas import RunOut, RunSummary, StepOut
 from shared.db.models import Workflow, WorkflowRun, utcnow
@@ -48,6 +51,7 @@ def summary(run: WorkflowRun) -> RunSummary:
         finished_at=run.finished_at,
         duration_ms=run.duration_ms,
         resume_at=run.resume_at,
+        **waiting.stored(run),
     )
 
 
@@ -68,6 +72,7 @@ def _from_job(rq_status: str, job: RunJob) -> RunOut:
         status=status,
         attempt=0,
         error="the job failed before the run was recorded" if status == "failed" else None,
+        **(waiting.of_job(rq_status, job) if status == "queued" else {}),
         retry_of=uuid.UUID(retry_of) if retry_of else None,
         accepted_at=_parse_time(job["trigger"].get("received_at")),
         started_at=None,
@@ -105,11 +110,28 @@ async def _from_database(
 
 
 async def find(
-    session: AsyncSession, redis: aioredis.Redis, owner_id: uuid.UUID, run_id: uuid.UUID
+    session: AsyncSession,
+    redis: aioredis.Redis,
+    owner_id: uuid.UUID,
+    run_id: uuid.UUID,
+    queue_name: str | None = None,
 ) -> RunOut:
     """The run with its steps, from PostgreSQL or, before any worker recorded it, from its job.
 
-    Raises RunNotFound for an unknown run or someone else's; RedisError when the run is not in
+    With `queue_name`, why a queued run waits is refined from Redis (waiting.py); if Redis
+    cannot say, the recorded reason is shown. Raises as `_find`.
+    """
+    run = await _find(session, redis, owner_id, run_id)
+    if queue_name is not None and run.status in ("queued", "running"):
+        with suppress(RedisError, OSError):
+            await waiting.explain(redis, queue_name, [run])
+    return run
+
+
+async def _find(
+    session: AsyncSession, redis: aioredis.Redis, owner_id: uuid.UUID, run_id: uuid.UUID
+) -> RunOut:
+    """Raises RunNotFound for an unknown run or someone else's; RedisError when the run is not in
     PostgreSQL and Redis cannot be asked (the caller cannot be told it does not exist).
     """
     run = await _from_database(session, owner_id, run_id)
