@@ -16,6 +16,7 @@ Throttle comes first so a delayed run does not sit on a concurrency place while 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -46,6 +47,11 @@ _RECORD_TRIES = 8
 
 def hold_key(run_id: str) -> str:
     return HOLD_PREFIX + run_id
+
+
+def _whole_second_after(moment: float) -> datetime:
+    # RQ scores scheduled jobs in whole seconds, truncating: round up so none starts early.
+    return datetime.fromtimestamp(math.ceil(moment), UTC)
 
 
 def _next_delivery(job: RunJob, passed: list[str]) -> RunJob:
@@ -80,7 +86,7 @@ class FlowGate:
             verdict = taken[0].decode() if isinstance(taken[0], bytes) else str(taken[0])
             if verdict == "wait":
                 # A later trigger moved the run on: come back when it is due.
-                start_at = datetime.fromtimestamp(float(taken[1]), UTC)
+                start_at = _whole_second_after(float(taken[1]))
                 following = _next_delivery(job, passed)
                 due = {"resume_at": start_at.isoformat(), "job_id": delivery_job_id(following)}
                 await self._record(db, job, DEBOUNCED, due)
@@ -102,7 +108,7 @@ class FlowGate:
             )
             passed.append("throttle")
             if reserved > now + _NOW_SLACK_S:
-                start_at = datetime.fromtimestamp(reserved, UTC)
+                start_at = _whole_second_after(reserved)
                 following = _next_delivery(job, passed)
                 detail: dict[str, Any] = {
                     "resume_at": start_at.isoformat(),
