@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from typing import Any
 
@@ -54,7 +55,7 @@ async def holds(client: aioredis.Redis, run_ids: list[str]) -> list[str]:
 
 def assert_one_at_a_time_in_order(runs: list[dict[str, Any]]) -> None:
     """Runs of one key with limit 1: each started after the previous one finished."""
-    for earlier, later in zip(runs, runs[1:], strict=False):
+    for earlier, later in itertools.pairwise(runs):
         assert later["started_at"] >= earlier["finished_at"], (earlier, later)
 
 
