@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scripts.localinfra import stop_process
 from tests.fixtures.servers import Infra
 from tests.fixtures.stack import ServiceProcess
-from tests.services.worker.flow_harness import (
+from tests.services.worker.flow.harness import (
     assert_one_at_a_time_in_order,
     flow_keys,
     holds,
@@ -29,39 +27,9 @@ from tests.services.worker.harness import (
     wait_run,
     worker_env,
 )
-from tests.services.worker.test_processes import FAST_RECOVERY, _pid_running
+from tests.services.worker.test_processes import _pid_running
 
 DELAY = [{"id": "wait", "type": "delay", "params": {"seconds": 0.3}}]
-
-
-@pytest.fixture(scope="module")
-def env(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    data = tmp_path_factory.mktemp("flow-data")
-    return worker_env(infra.database_url, infra.redis_url, data, **FAST_RECOVERY)
-
-
-@pytest.fixture(scope="module")
-def own_worker(
-    env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceProcess]:
-    """One worker for the module (a SIGKILLed process is restarted by its supervisor)."""
-    service = start_worker(env, tmp_path_factory.mktemp("flow-logs"), processes=1, concurrency=8)
-    yield service
-    stop_process(service.proc, timeout=20)
-
-
-@pytest.fixture
-async def jobs(infra: Infra, env: dict[str, str]) -> AsyncIterator[Queue]:
-    queue = Queue(infra.redis_url, env["AUTOMATEOS_QUEUE_NAME"])
-    yield queue
-    await queue.close()
-
-
-@pytest.fixture
-async def client(infra: Infra) -> AsyncIterator[aioredis.Redis]:
-    redis = aioredis.Redis.from_url(infra.redis_url)
-    yield redis
-    await redis.aclose()
 
 
 class TestConcurrency:
