@@ -134,6 +134,12 @@ class WorkflowRun(SQLModel, table=True):
             "resume_at",
             postgresql_where=text("status = 'waiting'"),
         ),
+        # ...and the census counts waiting runs by reason (services/worker/flow/census.py).
+        Index(
+            "ix_workflow_runs_waiting_reason",
+            "waiting_reason",
+            postgresql_where=text("status IN ('queued', 'waiting') AND waiting_reason IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(primary_key=True)

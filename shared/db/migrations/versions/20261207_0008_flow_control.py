@@ -30,9 +30,17 @@ def upgrade() -> None:
     )
     op.add_column("workflow_runs", sa.Column("waiting_reason", sa.String(32), nullable=True))
     op.add_column("workflow_runs", sa.Column("waiting_detail", postgresql.JSONB(), nullable=True))
+    # The census of waiting runs by reason (services/worker/flow/census.py) reads only these.
+    op.create_index(
+        "ix_workflow_runs_waiting_reason",
+        "workflow_runs",
+        ["waiting_reason"],
+        postgresql_where=sa.text("status IN ('queued', 'waiting') AND waiting_reason IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_workflow_runs_waiting_reason", table_name="workflow_runs")
     op.drop_column("workflow_runs", "waiting_detail")
     op.drop_column("workflow_runs", "waiting_reason")
     op.drop_column("workflows", "flow")

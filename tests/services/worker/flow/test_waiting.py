@@ -17,10 +17,12 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.worker.flow.census import WaitingCensus
 from services.workflows.runs import service
 from shared.flow import WAITING_REASONS
 from tests.fixtures.stack import ServiceProcess
@@ -114,6 +116,15 @@ async def test_every_waiting_run_says_why_with_every_worker_stopped_and_after(
         held = await shown(throttled)
         assert (held["status"], held["waiting_reason"]) == ("queued", "throttled"), held
         assert held["waiting_detail"]["resume_at"]
+
+        # The metric counts them by reason (the database is shared: at least ours).
+        counts = await WaitingCensus(db, client, jobs.name, 15).count_once()
+        assert counts["no_worker"] >= 2, counts
+        assert counts["queue"] == 0, counts  # this queue's jobs: nobody takes them
+        assert counts["concurrency_limit"] >= 2, counts
+        assert counts["throttled"] >= 1, counts
+        assert counts["delay"] >= 1, counts
+        assert set(counts) == set(WAITING_REASONS)
     finally:
         signal_tree(own_worker.proc.pid, signal.SIGCONT)
 
@@ -130,3 +141,6 @@ async def test_every_waiting_run_says_why_with_every_worker_stopped_and_after(
         await asyncio.sleep(0.2)
     assert pending == [], [await shown(run_id) for run_id in pending]
     assert {(await shown(run_id))["status"] for run_id in every} == {"succeeded"}
+    metrics = httpx.get(f"{own_worker.url}/metrics", timeout=5).text
+    for reason in WAITING_REASONS:
+        assert f'automateos_runs_waiting{{reason="{reason}"}}' in metrics
