@@ -24,7 +24,8 @@ _KEY_INLINE_CHARS = 64
 REDIS_PREFIX = "automateos:flow:"
 
 # Why a run that is not running waits (GET /runs/{id} `waiting_reason`): a closed set, so the
-# metric that counts waiting runs by reason has bounded labels.
+# metric that counts waiting runs by reason has bounded labels. A run its dead worker left and
+# RQ re-queued waits for `queue`, with `"recovered": true` in its detail.
 WAITING_REASONS = (
     "queue",
     "concurrency_limit",
@@ -34,7 +35,6 @@ WAITING_REASONS = (
     "callback",
     "child_run",
     "no_worker",
-    "recovered",
 )
 
 
