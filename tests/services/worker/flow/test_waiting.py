@@ -4,7 +4,7 @@ The package's worker is frozen (SIGSTOP of its supervisor and its process: the w
 registered in RQ, it just takes nothing), so no worker serves the queue. Within 10 s every
 waiting run shows the right reason: a parked run `delay`, the runs behind a full concurrency key
 `concurrency_limit` in order, a throttled run `throttled`, plain queued runs `queue` with the
-depth ahead and then `no_worker`. Once the worker is back, no run is queued without a reason,
+depth ahead and then `no_worker`, a run its dead worker left (re-queued by RQ) `recovered`. Once the worker is back, no run is queued without a reason,
 and every run finishes. Reasons are read through the runs API's own read path
 (services/workflows/runs/service.py `find`) on the real PostgreSQL and Redis.
 """
@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.worker.flow.census import WaitingCensus
@@ -27,7 +28,14 @@ from services.workflows.runs import service
 from shared.flow import WAITING_REASONS
 from tests.fixtures.stack import ServiceProcess
 from tests.services.worker.flow.harness import put_in_order, signal_tree
-from tests.services.worker.harness import Queue, create_user, create_workflow, wait_run
+from tests.services.worker.harness import (
+    Queue,
+    Workflow,
+    create_user,
+    create_workflow,
+    run_job,
+    wait_run,
+)
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 # The parked run waits this long in all (its first delivery parks it after 2 s).
@@ -49,6 +57,21 @@ async def _shown(
     async with sessions() as session:
         run = await service.find(session, client, owner, uuid.UUID(run_id), queue)
     return run.model_dump(mode="json")
+
+
+async def _left_by_a_dead_worker(db: AsyncEngine, jobs: Queue, workflow: Workflow) -> str:
+    """A run as RQ leaves it when its worker died: the row `running`, its job queued again."""
+    job = run_job(workflow, {})
+    async with db.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO workflow_runs (id, workflow_id, owner_id, workflow_version, status,"
+                " trigger, attempt, accepted_at, started_at) VALUES (:id, :w, :o, 1, 'running',"
+                " '{}'::jsonb, 1, now() - interval '1 minute', now() - interval '1 minute')"
+            ),
+            {"id": uuid.UUID(job["run_id"]), "w": workflow.id, "o": workflow.owner_id},
+        )
+    return await jobs.put(job)
 
 
 async def test_every_waiting_run_says_why_with_every_worker_stopped_and_after(
@@ -87,6 +110,7 @@ async def test_every_waiting_run_says_why_with_every_worker_stopped_and_after(
     try:
         stopped_at = time.monotonic()
         plain = await put_in_order(jobs, quick, [{}, {}, {}], {"priority": "normal"}, gap_s=0)
+        recovered = await _left_by_a_dead_worker(db, jobs, quick)
         queued = [await shown(run_id) for run_id in plain]
         assert [(r["status"], r["waiting_reason"]) for r in queued] == [("queued", "queue")] * 3
         # A blocking pop the frozen worker sent before it froze may still take the first job
@@ -104,6 +128,9 @@ async def test_every_waiting_run_says_why_with_every_worker_stopped_and_after(
         for run_id in plain:
             run = await shown(run_id)
             assert (run["status"], run["waiting_reason"]) == ("queued", "no_worker"), run
+        again = await shown(recovered)
+        assert (again["status"], again["waiting_reason"]) == ("queued", "no_worker"), again
+        assert again["waiting_detail"]["recovered"] is True, again
         parked = await shown(holder)
         assert (parked["status"], parked["waiting_reason"]) == ("waiting", "delay"), parked
         assert parked["waiting_detail"]["resume_at"]
@@ -128,7 +155,7 @@ async def test_every_waiting_run_says_why_with_every_worker_stopped_and_after(
     finally:
         signal_tree(own_worker.proc.pid, signal.SIGCONT)
 
-    every = [holder, *line, first, throttled, *plain]
+    every = [holder, *line, first, throttled, *plain, recovered]
     end = time.monotonic() + 30
     pending = list(every)
     while pending and time.monotonic() < end:
