@@ -4,8 +4,8 @@ The package's worker is frozen (SIGSTOP of its supervisor and its process: the w
 registered in RQ, it just takes nothing), so no worker serves the queue. Within 10 s every
 waiting run shows the right reason: a parked run `delay`, the runs behind a full concurrency key
 `concurrency_limit` in order, a throttled run `throttled`, plain queued runs `queue` with the
-depth ahead and then `no_worker`, a run its dead worker left (re-queued by RQ) `recovered`. Once the worker is back, no run is queued without a reason,
-and every run finishes. Reasons are read through the runs API's own read path
+depth ahead and then `no_worker`, and a run its dead worker left (RQ re-queued it) says it was
+recovered. Once the worker is back, no run is queued without a reason, and every run finishes. Reasons are read through the runs API's own read path
 (services/workflows/runs/service.py `find`) on the real PostgreSQL and Redis.
 """
 
