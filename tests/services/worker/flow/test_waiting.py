@@ -5,8 +5,9 @@ registered in RQ, it just takes nothing), so no worker serves the queue. Within 
 waiting run shows the right reason: a parked run `delay`, the runs behind a full concurrency key
 `concurrency_limit` in order, a throttled run `throttled`, plain queued runs `queue` with the
 depth ahead and then `no_worker`, and a run its dead worker left (RQ re-queued it) says it was
-recovered. Once the worker is back, no run is queued without a reason, and every run finishes. Reasons are read through the runs API's own read path
-(services/workflows/runs/service.py `find`) on the real PostgreSQL and Redis.
+recovered. Once the worker is back, no run is queued without a reason, and every run finishes.
+Reasons are read through the runs API's own read path (services/workflows/runs/service.py
+`find`) on the real PostgreSQL and Redis.
 """
 
 from __future__ import annotations
