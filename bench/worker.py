@@ -102,10 +102,19 @@ class Bench:
         nodes: list[dict[str, Any]],
         count: int,
         body: dict[str, Any] | None = None,
+        flow: dict[str, Any] | None = None,
+        keys: int = 1,
     ) -> float:
-        """Enqueue `count` runs at once; seconds until the last is finished (all must succeed)."""
+        """Enqueue `count` runs at once; seconds until the last is finished (all must succeed).
+
+        With `flow`, every job carries those flow fields (docs/flow-control.md) and a body key
+        `k` taking `keys` values in turn.
+        """
         workflow = await create_workflow(self.db, await create_user(self.db), nodes)
-        jobs = [run_job(workflow, {"n": n, **(body or {})}) for n in range(count)]
+        jobs = [run_job(workflow, {"n": n, "k": n % keys, **(body or {})}) for n in range(count)]
+        if flow is not None:
+            for job in jobs:
+                job["flow"] = flow  # type: ignore[typeddict-item]
         started = time.perf_counter()
         await self.enqueue(queue, jobs)
         end = started + DEADLINE_S
@@ -173,6 +182,10 @@ DELAYED: list[dict[str, Any]] = [
     {"id": "wait", "type": "delay", "params": {"seconds": 5}},
     {"id": "shape", "type": "transform", "params": {"values": {"done": True}}},
 ]
+
+
+# One run per key value at a time (docs/flow-control.md): the bench's body key `k`.
+KEYED: dict[str, Any] = {"concurrency": {"limit": 1, "key": "{{ trigger.body.k }}"}}
 
 
 def worker_rss(service: Any) -> list[float]:
@@ -249,6 +262,9 @@ async def _waits(bench: Bench, args: argparse.Namespace) -> list[Figure]:
     try:
         forty = await bench.burst(queue, DELAYED, 40)
         alone = args.cpu_runs / await bench.burst(queue, CPU_LIGHT, args.cpu_runs)
+        keyed = args.keyed_runs / await bench.burst(
+            queue, CPU_LIGHT, args.keyed_runs, KEYED, keys=args.keys
+        )
         await bench.park(queue, args.parked)
         beside = args.cpu_runs / await bench.burst(queue, CPU_LIGHT, args.cpu_runs)
         graph_rows = await graph.rows(
@@ -259,6 +275,13 @@ async def _waits(bench: Bench, args: argparse.Namespace) -> list[Figure]:
         stop_process(service.proc, timeout=30)
     return [
         Figure("40 x delay 5 s, until all done", forty, "s", None, "<= 6.5 s"),
+        Figure(
+            f"keyed (limit 1), {args.keyed_runs} runs / {args.keys} keys",
+            keyed,
+            "runs/s",
+            alone,
+            "",
+        ),
         Figure(f"CPU-light beside {args.parked} parked runs", beside, "runs/s", alone, "~1.0x"),
         *(Figure(*row) for row in graph_rows),
     ]
@@ -271,6 +294,8 @@ def main() -> None:
     parser.add_argument("--io-runs", type=int, default=300)
     parser.add_argument("--cpu-runs", type=int, default=2000)
     parser.add_argument("--parked", type=int, default=1000)
+    parser.add_argument("--keyed-runs", type=int, default=1000)
+    parser.add_argument("--keys", type=int, default=100)
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp,

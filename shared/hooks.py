@@ -41,6 +41,8 @@ class HookRecord(TypedDict):
     signature: SignatureConfig | None
     # The workflow's `rate_limit`; absent or null: the ingest default.
     rate_limit: NotRequired[RateLimit | None]
+    # The workflow's flow fields (shared/flow.py), when it has any.
+    flow: NotRequired[dict[str, Any]]
 
 
 def derive_token(key: bytes, workflow_id: str, nonce: str) -> str:

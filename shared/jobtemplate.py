@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import orjson
 from rq.utils import utcformat, utcparse
 
+from shared.flow import Priority
 from shared.resp import bulk, encode
 
 # The queue contract's function (shared.queue.JOB_FUNCTION; not imported: shared.queue uses
@@ -84,8 +85,10 @@ def _compress(payload: bytes) -> bytes:
     return compressor.compress(payload) + compressor.flush()
 
 
-def _probe(run_id: str, workflow_id: str, body: Any) -> dict[str, Any]:
-    return {
+def _probe(
+    run_id: str, workflow_id: str, body: Any, priority: Priority | None = None
+) -> dict[str, Any]:
+    job: dict[str, Any] = {
         "run_id": run_id,
         "workflow_id": workflow_id,
         "owner_id": "01900000-0000-7000-8000-000000000000",
@@ -101,6 +104,10 @@ def _probe(run_id: str, workflow_id: str, body: Any) -> dict[str, Any]:
         "traceparent": None,
         "retry_of": None,
     }
+    if priority is not None:
+        # The queue follows the job's priority (shared/flow.py): one template per queue.
+        job["flow"] = {"priority": priority}
+    return job
 
 
 def _id_slot(text: str) -> Slot:
@@ -125,8 +132,9 @@ def _data_slot(_job: RunJob, _ts: bytes, data: bytes) -> bytes:
 class JobTemplate:
     """Renders a RunJob into RQ's enqueue commands, packed as RESP."""
 
-    def __init__(self, enqueuer: CommandSource) -> None:
-        probe = _probe(_PROBE_RUN, _PROBE_WORKFLOW, {"probe": True})
+    def __init__(self, enqueuer: CommandSource, priority: Priority | None = None) -> None:
+        self.priority = priority
+        probe = _probe(_PROBE_RUN, _PROBE_WORKFLOW, {"probe": True}, priority)
         commands = [args for args, _options in enqueuer.commands(probe)]
         self.count = len(commands)
         self._pieces = self._derive(commands)
@@ -167,7 +175,7 @@ class JobTemplate:
 
     def _verify(self, enqueuer: CommandSource) -> None:
         body = {"text": 'grüße {braces} "quotes" \\ ✓', "n": [1, 2.5, None, True], "e": {}}
-        check = _probe("01900000-0000-7000-8000-00000000beef", "0190-{odd}-id", body)
+        check = _probe("01900000-0000-7000-8000-00000000beef", "0190-{odd}-id", body, self.priority)
         expected = [args for args, _options in enqueuer.commands(check)]
         ours = _unpack(self.render(check))
         if len(ours) != len(expected):
@@ -239,10 +247,13 @@ class RqJobPacker:
 JobPacker = JobTemplate | RqJobPacker
 
 
-def job_packer(enqueuer: CommandSource) -> JobPacker:
-    """The template when it reproduces RQ exactly, else the RQ-per-job fallback."""
+def job_packer(enqueuer: CommandSource, priority: Priority | None = None) -> JobPacker:
+    """The template when it reproduces RQ exactly, else the RQ-per-job fallback.
+
+    With `priority`, the template of that priority's queue (jobs then carry that priority).
+    """
     try:
-        return JobTemplate(enqueuer)
+        return JobTemplate(enqueuer, priority)
     except TemplateMismatch as exc:
         log.warning("RQ job template does not match RQ; building every job with RQ: %s", exc)
         return RqJobPacker(enqueuer)

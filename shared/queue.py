@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
+from shared.flow import FlowSpec, queue_for
 from shared.jobtemplate import JobPacker, job_packer
 
 JOB_FUNCTION = "services.worker.jobs.execute_run"
@@ -67,6 +68,12 @@ class RunJob(TypedDict):
     parent_step: NotRequired[int]
     # Set on a replay: the run whose recorded steps the new run reuses.
     replay_of: NotRequired[str]
+    # The workflow's flow fields (shared/flow.py); absent for a workflow without any.
+    flow: NotRequired[FlowSpec]
+    # Set on a run the worker held back (throttle, concurrency): which gates it has passed,
+    # and the how-manieth delivery it is, so its job id differs from the one it was held on.
+    flow_passed: NotRequired[list[str]]
+    flow_pass: NotRequired[int]
 
 
 def queue_key(queue_name: str) -> str:
@@ -86,7 +93,16 @@ def continuation_job_id(run_id: str, position: int) -> str:
 def delivery_job_id(job: RunJob) -> str:
     """The RQ job id a delivery of `job` runs under: the run id, or its continuation's id."""
     step = job.get("resume_step")
-    return job["run_id"] if step is None else continuation_job_id(job["run_id"], step)
+    if step is not None:
+        return continuation_job_id(job["run_id"], step)
+    flow_pass = job.get("flow_pass")
+    return job["run_id"] if flow_pass is None else f"{job['run_id']}-f{flow_pass}"
+
+
+def job_queue(base: str, job: RunJob) -> str:
+    """The queue a job goes to: its workflow's priority queue (shared/flow.py)."""
+    flow = job.get("flow")
+    return base if flow is None else queue_for(base, flow.get("priority"))
 
 
 class RunEnqueuer:
@@ -115,14 +131,31 @@ class RunEnqueuer:
         # RQ would ask the server (a blocking INFO) when building a job; the answer only
         # matters to RQ for features we do not use.
         self._queue.redis_server_version = (7, 0, 0)
-        self._packer: JobPacker | None = job_packer(self) if prerender else None
+        self._queues = {queue_name: self._queue}
+        # One pre-rendered template per queue (priority), each checked against RQ once.
+        self._packers: dict[str, JobPacker] = {}
+        if prerender:
+            self._packers[queue_name] = job_packer(self)
 
     def packed(self, job: RunJob) -> tuple[bytes, int]:
         """The job's enqueue commands as RESP bytes, and how many commands they are."""
-        if self._packer is None:
+        name = self.queue_name if "flow" not in job else job_queue(self.queue_name, job)
+        packer = self._packers.get(name)
+        if packer is None:
             # Built and checked against RQ once, on first use (a few ms).
-            self._packer = job_packer(self)
-        return self._packer.render(job), self._packer.count
+            flow = job.get("flow")
+            priority = None if flow is None or name == self.queue_name else flow.get("priority")
+            packer = self._packers[name] = job_packer(self, priority)
+        return packer.render(job), packer.count
+
+    def _queue_of(self, job: RunJob) -> Queue:
+        name = job_queue(self.queue_name, job)
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = Queue(name, connection=self._offline, serializer=JSONSerializer)
+            queue.redis_server_version = (7, 0, 0)
+            self._queues[name] = queue
+        return queue
 
     def commands(
         self, job: RunJob, at: datetime | None = None
@@ -143,10 +176,11 @@ class RunEnqueuer:
             "description": f"run {job['run_id']} of workflow {job['workflow_id']}",
             "pipeline": pipe,
         }
+        queue = self._queue if "flow" not in job else self._queue_of(job)
         if at is None:
-            self._queue.enqueue_call(JOB_FUNCTION, **options)
+            queue.enqueue_call(JOB_FUNCTION, **options)
         else:
-            self._queue.enqueue_at(at, JOB_FUNCTION, **options)
+            queue.enqueue_at(at, JOB_FUNCTION, **options)
         # redis-py buffers (args, options) pairs; newer releases wrap them in an object.
         return [
             (entry.args, entry.options) if hasattr(entry, "args") else (entry[0], entry[1])

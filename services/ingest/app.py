@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from services.ingest.hooks import callbacks
 from services.ingest.hooks.admission import OverloadGauge, TokenBuckets
+from services.ingest.hooks.debounce import Debouncer
 from services.ingest.hooks.endpoints import IngestApp, document
 from services.ingest.hooks.resolver import HookResolver, InternalHookSource
 from services.ingest.hooks.service import Admission, RunStore, WebhookService
@@ -72,7 +73,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gauge, TokenBuckets(), settings.ingest_rate_per_s, settings.ingest_rate_burst
     )
     app.state.redis = redis
-    app.state.webhooks = WebhookService(resolver, store, settings.max_body_bytes, admission)
+    app.state.webhooks = WebhookService(
+        resolver, store, settings.max_body_bytes, admission, Debouncer(redis, enqueuer)
+    )
     reader = asyncio.create_task(gauge.run_forever())
     try:
         yield

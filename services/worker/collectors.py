@@ -22,6 +22,7 @@ from rq.registry import (
     StartedJobRegistry,
 )
 
+from shared.flow import priority_queues
 from shared.queue import queue_key
 
 log = logging.getLogger(__name__)
@@ -30,45 +31,54 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+def _registry_keys(queue_name: str) -> dict[str, str]:
+    # Key names come from RQ itself, so they follow RQ's layout (and RQ_KEY_PREFIX).
+    return {
+        state: registry.key_template.format(queue_name)
+        for state, registry in (
+            ("started", StartedJobRegistry),
+            ("failed", FailedJobRegistry),
+            ("scheduled", ScheduledJobRegistry),
+            ("deferred", DeferredJobRegistry),
+        )
+    }
+
+
 class QueueCollector(Collector):
-    """`automateos_queue_jobs{queue,state}` read from RQ's list and registries in one pipeline."""
+    """`automateos_queue_jobs{queue,state}` read from RQ's list and registries in one pipeline.
+
+    One `queue` label per priority queue (`<name>`, `<name>:high`, `<name>:low`).
+    """
 
     def __init__(self, client: redis.Redis, queue_name: str) -> None:
         self.client = client
         self.queue_name = queue_name
-        # Key names come from RQ itself, so they follow RQ's layout (and RQ_KEY_PREFIX).
-        self._registries = {
-            state: registry.key_template.format(queue_name)
-            for state, registry in (
-                ("started", StartedJobRegistry),
-                ("failed", FailedJobRegistry),
-                ("scheduled", ScheduledJobRegistry),
-                ("deferred", DeferredJobRegistry),
-            )
-        }
+        self._queues = {name: _registry_keys(name) for name in priority_queues(queue_name)}
 
     def collect(self) -> Iterable[Metric]:
         """Yield the queue gauge, or nothing when Redis does not answer (the scrape goes on)."""
         current = time.time()
         try:
             with self.client.pipeline(transaction=False) as pipe:
-                pipe.llen(queue_key(self.queue_name))
-                for state, key in self._registries.items():
-                    if state == "scheduled":
-                        # Scored by when to run, not by expiry: every entry counts.
-                        pipe.zcard(key)
-                    else:
-                        # Scored by expiry: entries past it are leftovers awaiting cleanup.
-                        pipe.zcount(key, current, "+inf")
-                counts = pipe.execute()
+                for name, registries in self._queues.items():
+                    pipe.llen(queue_key(name))
+                    for state, key in registries.items():
+                        if state == "scheduled":
+                            # Scored by when to run, not by expiry: every entry counts.
+                            pipe.zcard(key)
+                        else:
+                            # Scored by expiry: entries past it are leftovers awaiting cleanup.
+                            pipe.zcount(key, current, "+inf")
+                counts = iter(pipe.execute())
         except redis.RedisError as exc:
             log.warning("queue metrics unavailable: %s", exc)
             return
         family = GaugeMetricFamily(
             "automateos_queue_jobs", "Jobs in the RQ queue by state.", labels=["queue", "state"]
         )
-        for state, count in zip(["queued", *self._registries], counts, strict=True):
-            family.add_metric([self.queue_name, state], float(count))
+        for name, registries in self._queues.items():
+            for state in ["queued", *registries]:
+                family.add_metric([name, state], float(next(counts)))
         yield family
 
 

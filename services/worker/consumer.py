@@ -82,12 +82,20 @@ class Consumer:
         recover_every_s: float,
         heartbeat: HeartbeatFile | None = None,
         slot_label: str = "0",
+        polled_key: str | None = None,
     ) -> None:
         self.layout = layout
         # Its own connection: a blocked BLMOVE must not hold one the runs need.
         self.blocking = blocking
         self.execute = execute
         self.queues = queues
+        # This tick's queues, highest priority first: `queues` is asked once per take, so a
+        # priority rotation (flow/priority.py) counts takes, not every look at the queues.
+        self._queues_now: list[str] = []
+        # "A worker asked these queues lately" (shared.flow.polled_key), written on the next
+        # renewal's round trip, so runs waiting with no worker to take them can say so.
+        self.polled_key = polled_key
+        self._asked = False
         self.concurrency = concurrency
         self.default_timeout_s = default_timeout_s
         self.idle_block_s = idle_block_s
@@ -138,7 +146,9 @@ class Consumer:
                     await self._settle()
                     if now >= next_renewal:
                         next_renewal = now + self.renew_every_s
-                        await self.layout.renew(list(self.running.values()))
+                        polled = self.polled_key if self._asked else None
+                        self._asked = False
+                        await self.layout.renew(list(self.running.values()), polled)
                         self._beat()
                     if now >= next_recovery and not self._stopping:
                         next_recovery = now + self.recover_every_s
@@ -169,7 +179,8 @@ class Consumer:
         backoff = 0.5
         while True:
             try:
-                await self.layout.register(list(self.queues()))
+                self._queues_now = list(self.queues())
+                await self.layout.register(self._queues_now)
                 self._beat()
                 return
             except (RedisError, OSError) as exc:
@@ -183,7 +194,8 @@ class Consumer:
         free = self.concurrency - len(self.running)
         if self._stopping or free <= 0:
             return False
-        queues = list(self.queues())
+        queues = self._queues_now = list(self.queues())
+        self._asked = True
         await self.layout.register_queues(queues)
         deliveries = await self.layout.take(queues, free)
         self._beat()
@@ -238,7 +250,7 @@ class Consumer:
         self._count()
 
     async def _recover(self) -> None:
-        recovered = await self.layout.recover(list(self.queues()))
+        recovered = await self.layout.recover(self._queues_now)
         for job_id, outcome in recovered:
             log.warning(
                 "job of a dead worker %s", outcome, extra={"run_id": job_id, "outcome": outcome}
@@ -260,7 +272,7 @@ class Consumer:
         await self._block_on_queue(wait)
 
     async def _block_on_queue(self, wait: float) -> None:
-        queues = list(self.queues())
+        queues = self._queues_now
         if not queues:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)

@@ -79,3 +79,11 @@ RUN_CPU_BUDGET_EXCEEDED = Counter(
     "automateos_run_cpu_budget_exceeded_total",
     "Steps failed because their run spent its CPU budget.",
 )
+
+RUNS_HELD = Counter(
+    "automateos_runs_held_total",
+    "Deliveries the worker held back before starting their run (flow control), by reason.",
+    ["reason"],
+)
+for _reason in ("throttled", "concurrency_limit", "debounced"):
+    RUNS_HELD.labels(_reason)

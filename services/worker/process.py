@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import os
 import signal
@@ -28,10 +29,12 @@ import redis.asyncio as aioredis
 
 from services.worker.config import WorkerSettings, get_worker_settings
 from services.worker.consumer import Consumer, HeartbeatFile
+from services.worker.flow.priority import dequeue_order
 from services.worker.loop import LoopWatchdog
 from services.worker.pool import heartbeat_path
 from services.worker.rqlayout import RqLayout
 from services.worker.runtime import WorkerRuntime
+from shared.flow import polled_key
 from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 from shared.telemetry import configure_tracing, flush_tracing
@@ -108,11 +111,14 @@ async def serve(
         execution_ttl_s=worker_settings.job_heartbeat_ttl_seconds,
         worker_ttl_s=worker_settings.worker_ttl_seconds,
     )
+    # Every priority's queue, in the order of this take (flow/priority.py: no starvation).
+    order = dequeue_order(settings.queue_name)
+    takes = itertools.count()
     consumer = Consumer(
         layout,
         blocking,
         runtime.execute,
-        queues=lambda: [settings.queue_name],
+        queues=lambda: order(next(takes)),
         concurrency=worker_settings.concurrency,
         default_timeout_s=float(settings.job_timeout_seconds),
         idle_block_s=float(worker_settings.dequeue_timeout_seconds),
@@ -120,6 +126,7 @@ async def serve(
         recover_every_s=float(worker_settings.scheduler_interval_seconds),
         heartbeat=HeartbeatFile(heartbeat_path(run_dir, index)),
         slot_label=str(index),
+        polled_key=polled_key(settings.queue_name),
     )
     stops = 0
 

@@ -16,8 +16,10 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.worker.engine import repository
+from services.worker.flow.gate import FlowGate
+from services.worker.flow.scripts import FlowScripts
 from services.worker.lease import Lease
-from shared.queue import continuation_job_id, job_key
+from shared.queue import RunEnqueuer, continuation_job_id, job_key
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,11 @@ class RecoverySweep:
         self.lease = Lease(
             client, f"automateos:recovery-sweep:{settings.queue_name}", max(0.1, interval_s * 0.8)
         )
+        # A lost run's concurrency place goes to the next run of its key (flow/gate.py).
+        self.flow = FlowGate(
+            FlowScripts(client),
+            RunEnqueuer(client, settings.queue_name, settings.job_timeout_seconds),
+        )
 
     async def sweep_once(self) -> list[uuid.UUID]:
         """Run one pass; return the ids of the runs marked failed."""
@@ -76,6 +83,9 @@ class RecoverySweep:
             if not lost:
                 return []
             marked = await repository.fail_lost_runs(conn, lost, cutoff, LOST_ERROR)
+        for run_id in lost:
+            # A lost run's concurrency place (if it held one) goes to the next run of its key.
+            await self.flow.release(str(run_id))
         log.warning(
             "recovery sweep marked %d lost runs failed",
             marked,

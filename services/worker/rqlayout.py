@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -205,8 +206,9 @@ class RqLayout:
             results = await pipe.execute()
         return [_text(result) for result in results]
 
-    async def renew(self, deliveries: Sequence[Delivery]) -> None:
-        """Heartbeat the worker and every delivery in flight (one round trip)."""
+    async def renew(self, deliveries: Sequence[Delivery], polled_key: str | None = None) -> None:
+        """Heartbeat the worker and every delivery in flight (one round trip); with
+        `polled_key`, also note when this worker last asked its queues for a job."""
         stamp, iso = _clock()
         args: list[Any] = [
             self.worker_key,
@@ -217,11 +219,14 @@ class RqLayout:
         ]
         for d in deliveries:
             args += [d.job_id, d.execution_id, d.queue]
-        if not deliveries:
-            # Idle: RQ's worker says so between jobs.
+        if not deliveries or polled_key is not None:
             async with self.client.pipeline(transaction=False) as pipe:
                 await self._renew(args=args, client=pipe)
-                pipe.hset(self.worker_key, "state", "idle")
+                if not deliveries:
+                    # Idle: RQ's worker says so between jobs.
+                    pipe.hset(self.worker_key, "state", "idle")
+                if polled_key is not None:
+                    pipe.set(polled_key, repr(time.time()), ex=3600)
                 await pipe.execute()
             return
         await self._renew(args=args)

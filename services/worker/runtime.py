@@ -26,6 +26,8 @@ from services.worker.engine.followups import Followups
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json
 from services.worker.engine.spawning import Spawner
+from services.worker.flow.gate import FlowGate
+from services.worker.flow.scripts import FlowScripts
 from services.worker.loop import EngineLoop
 from shared.db.engine import PromptlyClosed
 from shared.nodes import EgressPolicy, build_http_client, load_registry
@@ -122,13 +124,15 @@ class WorkerRuntime:
             cpu_budget_s=worker_settings.run_cpu_budget_seconds,
             children=children,
         )
+        parking = Parking(self.redis, settings)
         self.engine = RunEngine(
             self.db,
             runner,
             VersionCache(worker_settings.version_cache_size),
-            Parking(self.redis, settings),
+            parking,
             Followups(children, ErrorRuns(self.db, spawner)),
             RunDataBudget(self.redis, settings.run_data_budget_bytes_per_day),
+            FlowGate(FlowScripts(self.redis), parking.enqueuer),
             run_max_parallel=settings.run_max_parallel,
         )
         self.engine_loop.start()

@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.worker.lease import Lease
+from shared.flow import spec_of
 from shared.ids import uuid7_for
 from shared.queue import RunEnqueuer, RunJob
 from shared.schedules import next_tick
@@ -46,7 +47,7 @@ _MAX_ROUNDS = 50
 
 _DUE = text(
     """
-    SELECT id, owner_id, version, trigger, next_run_at FROM workflows
+    SELECT id, owner_id, version, trigger, next_run_at, flow FROM workflows
     WHERE next_run_at <= :now AND active
     ORDER BY next_run_at LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -63,7 +64,7 @@ def tick_run_id(workflow_id: uuid.UUID, due: datetime) -> uuid.UUID:
 
 def tick_job(row: Any, due: datetime, now: datetime) -> RunJob:
     """The queued job of one tick (`trigger.scheduled_at` is the tick's time)."""
-    return {
+    job: RunJob = {
         "run_id": str(tick_run_id(row.id, due)),
         "workflow_id": str(row.id),
         "owner_id": str(row.owner_id),
@@ -80,6 +81,10 @@ def tick_job(row: Any, due: datetime, now: datetime) -> RunJob:
         "traceparent": None,
         "retry_of": None,
     }
+    flow = spec_of(getattr(row, "flow", None))
+    if flow is not None:
+        job["flow"] = flow
+    return job
 
 
 class Scheduler:

@@ -25,6 +25,7 @@ from prometheus_client.process_collector import ProcessCollector
 from services.worker.background import BackgroundJobs
 from services.worker.collectors import QueueCollector, WorkerProcessCollector
 from services.worker.config import WorkerSettings
+from services.worker.flow.census import WaitingCensus
 from services.worker.pool import ProcessPool
 from services.worker.probes import ProbeServer, Response
 from services.worker.recovery import RecoverySweep
@@ -36,6 +37,8 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 _CHECK_TIMEOUT_S = 2.0
+# How often the waiting runs are counted by reason (services/worker/flow/census.py).
+CENSUS_INTERVAL_S = 15.0
 
 
 class Supervisor:
@@ -89,6 +92,8 @@ class Supervisor:
         MultiProcessCollector(self.registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
         self.registry.register(QueueCollector(self._scrape_redis, settings.queue_name))
         self.registry.register(WorkerProcessCollector(self.pool.views))
+        self.census = WaitingCensus(self.db, self.redis, settings.queue_name, CENSUS_INTERVAL_S)
+        self.registry.register(self.census)
         ProcessCollector(registry=self.registry)
         self.sweep = RecoverySweep(
             self.db,
@@ -122,6 +127,7 @@ class Supervisor:
             self.port,
         )
         sweeper = asyncio.create_task(self._sweep_forever())
+        census = asyncio.create_task(self.census.run_forever())
         background = BackgroundJobs(
             self.settings, due_interval_s=self.worker_settings.scheduler_interval_seconds
         )
@@ -131,6 +137,7 @@ class Supervisor:
         finally:
             await background.stop()
             sweeper.cancel()
+            census.cancel()
             server.close()
             await server.wait_closed()
             await self.redis.aclose()

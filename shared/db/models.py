@@ -98,6 +98,8 @@ class Workflow(SQLModel, table=True):
     on_error: str | None = Field(default=None, max_length=200)
     # The webhook's token bucket, {"per_s", "burst"}; NULL: the ingest default.
     rate_limit: dict[str, Any] | None = Field(default=None, sa_type=JSONB)
+    # Flow control: {"concurrency", "throttle", "debounce", "priority"} (shared/flow.py).
+    flow: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
 
 
 class Credential(SQLModel, table=True):
@@ -156,6 +158,12 @@ class WorkflowRun(SQLModel, table=True):
             "parent_run_id",
             postgresql_where=text("parent_run_id IS NOT NULL"),
         ),
+        # The census counts waiting runs by reason (services/worker/flow/census.py).
+        Index(
+            "ix_workflow_runs_waiting_reason",
+            "waiting_reason",
+            postgresql_where=text("status IN ('queued', 'waiting') AND waiting_reason IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(primary_key=True)
@@ -186,6 +194,9 @@ class WorkflowRun(SQLModel, table=True):
     error_of: uuid.UUID | None = None
     # A replay: the run whose recorded steps it reused.
     replay_of: uuid.UUID | None = None
+    # Why a queued or waiting run does not run (shared/flow.py WAITING_REASONS), and details.
+    waiting_reason: str | None = Field(default=None, max_length=32)
+    waiting_detail: dict[str, Any] | None = Field(default=None, sa_type=JSONB, nullable=True)
 
 
 class RunStep(SQLModel, table=True):

@@ -51,16 +51,27 @@ def _alert_override(override: dict[str, Any]) -> dict[str, Any]:
     return {"monitoring": {"prometheusRule": {"alerts": {"AutomateOSNoWorkers": override}}}}
 
 
-def _keda_list_length(manifest: Manifest) -> str:
+def _redis_triggers(manifest: Manifest) -> list[dict[str, Any]]:
+    """One Redis trigger per priority list (docs/flow-control.md), all alike but the list."""
     triggers = manifest.component("ScaledObject", "worker")["spec"]["triggers"]
-    (redis,) = [t for t in triggers if t["type"] == "redis"]
-    return str(redis["metadata"]["listLength"])
+    redis = [t for t in triggers if t["type"] == "redis"]
+    assert len(redis) == 3
+    for trigger in redis[1:]:
+        same = {k: v for k, v in trigger["metadata"].items() if k != "listName"}
+        assert same == {k: v for k, v in redis[0]["metadata"].items() if k != "listName"}
+        assert trigger.get("authenticationRef") == redis[0].get("authenticationRef")
+    return redis
+
+
+def _keda_list_length(manifest: Manifest) -> str:
+    return str(_redis_triggers(manifest)[0]["metadata"]["listLength"])
 
 
 def _keda_list(manifest: Manifest) -> str:
-    scaled = manifest.component("ScaledObject", "worker")
-    (redis,) = [t for t in scaled["spec"]["triggers"] if t["type"] == "redis"]
-    return redis["metadata"]["listName"]
+    """The normal-priority list; the others are it with `:high` and `:low` (checked here)."""
+    names = [t["metadata"]["listName"] for t in _redis_triggers(manifest)]
+    assert names[1:] == [f"{names[0]}:high", f"{names[0]}:low"]
+    return str(names[0])
 
 
 class TestEveryPod:
@@ -247,7 +258,7 @@ class TestScaling:
             for t in after.component("ScaledObject", "worker")["spec"]["triggers"]
             if t["type"] == "prometheus"
         ]
-        assert 'queue="bulk-imports"' in prom["metadata"]["query"]
+        assert 'queue=~"bulk-imports(:high|:low)?"' in prom["metadata"]["query"]
 
     def test_keda_targets_one_pod_worth_of_jobs_by_default(self, helm) -> None:
         # A pod takes processes x concurrency jobs off the list at once. The CI value set pins
@@ -266,8 +277,7 @@ class TestScaling:
 
     def test_keda_reaches_redis_as_the_url_says(self, helm) -> None:
         manifest = render(helm, KEDA)
-        scaled = manifest.component("ScaledObject", "worker")
-        (redis,) = [t for t in scaled["spec"]["triggers"] if t["type"] == "redis"]
+        redis = _redis_triggers(manifest)[0]
         assert redis["metadata"]["address"] == "redis.example.internal:6380"
         assert redis["metadata"]["databaseIndex"] == "2"
         assert redis["metadata"]["enableTLS"] == "true"
@@ -279,7 +289,7 @@ class TestScaling:
     def test_keda_with_in_cluster_redis_targets_its_service(self, helm) -> None:
         manifest = render(helm, DEV)
         scaled = manifest.component("ScaledObject", "worker")
-        (redis,) = [t for t in scaled["spec"]["triggers"] if t["type"] == "redis"]
+        redis = _redis_triggers(manifest)[0]
         assert redis["metadata"]["address"] == f"{name_of('redis')}:6379"
         assert manifest.find("Service", name_of("redis")) is not None
         assert scaled["spec"]["scaleTargetRef"]["name"] == name_of("worker")

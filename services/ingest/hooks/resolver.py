@@ -29,6 +29,7 @@ from services.ingest.hooks.payload import ALWAYS_REDACTED, IDEMPOTENCY_HEADERS
 from services.ingest.hooks.signatures import Verifier, build_verifier
 from services.ingest.leanredis import LeanRedis
 from shared.crypto import DecryptionFailed, Keyring, hook_secret_context, is_sealed
+from shared.flow import FlowSpec, spec_of
 from shared.hooks import (
     HookRecord,
     RateLimit,
@@ -68,6 +69,8 @@ class Hook:
     idempotency_headers: tuple[tuple[str, str], ...] = IDEMPOTENCY_HEADERS
     # The workflow's own token bucket; None: ingest's default (admission.py).
     rate_limit: RateLimit | None = None
+    # The workflow's flow fields (shared/flow.py), copied into each run's job; None for most.
+    flow: FlowSpec | None = None
 
 
 def _opened(signature: SignatureConfig | None, workflow_id: str, keyring: Keyring | None) -> Any:
@@ -110,6 +113,7 @@ def compile_record(record: HookRecord, keyring: Keyring | None = None) -> Hook |
         dedupe_prefix=f"{DEDUPE_KEY_PREFIX}{workflow_id}:",
         idempotency_headers=_key_order(verifier),
         rate_limit=_rate_limit(record.get("rate_limit")),
+        flow=spec_of(record.get("flow")),
     )
 
 

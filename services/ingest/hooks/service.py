@@ -25,6 +25,7 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from services.ingest.hooks.admission import OverloadGauge, TokenBuckets
+from services.ingest.hooks.debounce import Debouncer
 from services.ingest.hooks.payload import (
     MalformedRequest,
     parse_body,
@@ -212,10 +213,12 @@ class WebhookService:
         store: RunStore,
         max_body_bytes: int,
         admission: Admission | None = None,
+        debouncer: Debouncer | None = None,
     ) -> None:
         self._resolver = resolver
         self._admission = admission
         self._store = store
+        self._debouncer = debouncer
         self._max_body = max_body_bytes
         self._too_large = _error(413, TOO_LARGE_DETAIL.format(max_body_bytes), close=True)
         self._lookup_failures = ThrottledLog("webhook lookup failed")
@@ -321,10 +324,16 @@ class WebhookService:
             "traceparent": entry.traceparent(),
             "retry_of": None,
         }
+        if hook.flow is not None:
+            job["flow"] = hook.flow
         dedupe_key = hook.dedupe_prefix + hashlib.sha256(key.encode()).hexdigest() if key else None
+        debounce = hook.flow.get("debounce") if hook.flow is not None else None
         try:
-            run_id, duplicate = await self._store.store(job, dedupe_key)
-        except QueueUnavailable as exc:
+            if debounce is not None and self._debouncer is not None:
+                run_id, duplicate = await self._debouncer.fold(job, debounce)
+            else:
+                run_id, duplicate = await self._store.store(job, dedupe_key)
+        except (QueueUnavailable, RedisError, OSError, TimeoutError) as exc:
             self._enqueue_failures.warn(str(exc))
             return self._count(span, "unavailable", QUEUE_UNAVAILABLE)
         except (ValueError, RecursionError):
@@ -333,6 +342,10 @@ class WebhookService:
         # The run this reply names: for a duplicate, the first delivery's.
         span.set_attribute(RUN_ID, run_id)
         location = (b"location", f"/runs/{run_id}".encode())
+        if debounce is not None:
+            # Folded or first of its key: the answer names the run the delivery joined.
+            payload = orjson.dumps({"run_id": run_id, "debounced": True, "joined": duplicate})
+            return self._count(span, "accepted", Reply(202, payload, (location,)))
         payload = orjson.dumps({"run_id": run_id})
         if duplicate:
             replayed = (b"idempotent-replayed", b"true")

@@ -52,6 +52,8 @@ def _build_start() -> Any:
             "status": "running",
             "attempt": runs.c.attempt + 1,
             "started_at": stmt.excluded.started_at,
+            # A debounced run starts with the last trigger folded into it (flow/gate.py).
+            "trigger": stmt.excluded.trigger,
             "error": None,
             "finished_at": None,
             "duration_ms": None,
@@ -120,7 +122,8 @@ _PARK = text(
     f"""
     WITH run AS (
         UPDATE workflow_runs
-        SET status = 'waiting', resume_at = :resume_at, waiting_step = :position
+        SET status = 'waiting', resume_at = :resume_at, waiting_step = :position,
+            waiting_reason = :reason, waiting_detail = NULL
         WHERE id = :run_id AND attempt = :attempt AND status = 'running'
         RETURNING id
     ), upserted AS ({_UPSERT_STEPS})
@@ -265,8 +268,12 @@ async def park_run(
     position: int,
     resume_at: datetime,
     steps: list[dict[str, Any]],
+    reason: str = "delay",
 ) -> bool:
-    """Mark the run `waiting` at step `position` until `resume_at`, with its steps so far."""
+    """Mark the run `waiting` at step `position` until `resume_at`, with its steps so far.
+
+    `reason` is its `waiting_reason`: "delay", "callback" (shared/flow.py WAITING_REASONS).
+    """
     parked = await conn.scalar(
         _PARK,
         {
@@ -275,6 +282,7 @@ async def park_run(
             "position": position,
             "resume_at": resume_at,
             "steps": orjson.dumps(steps).decode(),
+            "reason": reason,
         },
     )
     return bool(parked)

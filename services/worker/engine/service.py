@@ -40,6 +40,7 @@ from services.worker.engine.runner import (
 )
 from services.worker.engine.scheduler import DEFAULT_MAX_PARALLEL, GraphRunner
 from services.worker.engine.versions import LoadedVersion, VersionCache, parse_nodes
+from services.worker.flow.gate import FlowGate
 from shared.queue import RunJob
 from shared.telemetry import (
     RUN_ATTEMPT,
@@ -124,6 +125,7 @@ class RunEngine:
         parking: Parking,
         followups: Followups | None = None,
         data_budget: RunDataBudget | None = None,
+        flow: FlowGate | None = None,
         *,
         run_max_parallel: int = DEFAULT_MAX_PARALLEL,
     ) -> None:
@@ -134,6 +136,8 @@ class RunEngine:
         self.parking = parking
         self.followups = followups
         self.data_budget = data_budget
+        # Admission of flow-controlled runs (concurrency, throttle); only jobs with `flow`.
+        self.flow = flow
         self.cancels = CancelWatch(parking.client)
 
     async def execute(self, job: RunJob, *, job_timeout_s: float) -> str:
@@ -157,12 +161,21 @@ class RunEngine:
         ) as span:
             db = DeliveryConnection(self.db)
             try:
-                with run_cpu(self.runner.cpu_budget_s):
-                    result = await self._execute(job, job_timeout_s, db, span)
+                held = None
+                if self.flow is not None and "flow" in job and "resume_step" not in job:
+                    # Before the claim: a run held back holds no worker slot (flow/gate.py).
+                    job, held = await self.flow.admit(job, db)
+                if held is not None:
+                    result = held
+                else:
+                    with run_cpu(self.runner.cpu_budget_s):
+                        result = await self._execute(job, job_timeout_s, db, span)
             finally:
                 self.cancels.forget(job["run_id"])
                 await db.close()
             span.set_attribute(RUN_STATUS, result)
+            if self.flow is not None and "flow" in job:
+                await self.flow.settle(job, result)
             return result
 
     async def _execute(
@@ -341,6 +354,7 @@ class RunEngine:
                 position=park.position,
                 resume_at=park.resume_at,
                 steps=rows,
+                reason="callback" if park.park.callback else "delay",
             ),
         )
         if not parked:

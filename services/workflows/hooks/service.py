@@ -67,7 +67,7 @@ def hook_record(workflow: Workflow) -> HookRecord:
         signature = {"scheme": stored["scheme"], "secret": stored["secret"]}
         if stored.get("header"):
             signature["header"] = stored["header"]
-    return {
+    record: HookRecord = {
         "workflow_id": str(workflow.id),
         "owner_id": str(workflow.owner_id),
         "version": workflow.version,
@@ -76,6 +76,9 @@ def hook_record(workflow: Workflow) -> HookRecord:
         "signature": signature,
         "rate_limit": workflow.rate_limit,  # type: ignore[typeddict-item]
     }
+    if workflow.flow:
+        record["flow"] = workflow.flow
+    return record
 
 
 class HookMirror:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -25,7 +25,7 @@ from services.workflows.deps import (
     SettingsDep,
     WorkflowId,
 )
-from services.workflows.runs import replay, service
+from services.workflows.runs import replay, service, waiting
 from services.workflows.runs.repository import RunFilter, RunRepository
 from services.workflows.runs.schemas import ReplayIn, RunAccepted, RunOut, RunPage, RunStatus
 from services.workflows.runs.service import RunEnded, RunNotFound
@@ -33,6 +33,7 @@ from services.workflows.workflows import service as workflows
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.service import WorkflowNotFound
 from shared.db.models import WorkflowRun
+from shared.flow import FlowSpec, spec_of
 from shared.queue import RunEnqueuer
 from shared.telemetry import (
     HTTP_METHOD,
@@ -117,6 +118,7 @@ async def _accept(
     run: WorkflowRun,
     response: Response,
     steps: Sequence[dict[str, Any]] = (),
+    flow: FlowSpec | None = None,
 ) -> RunAccepted:
     """Record the run as queued, then queue its job; 202 only once both hold.
 
@@ -129,7 +131,7 @@ async def _accept(
     await RunRepository(session).add_steps(steps)
     await session.commit()
     try:
-        await enqueuer.enqueue(service.job_for(run, current_traceparent()))
+        await enqueuer.enqueue(service.job_for(run, current_traceparent(), flow))
     except RedisError as exc:
         extra = {"run_id": str(run.id), "error": type(exc).__name__}
         log.warning("run not queued: Redis unavailable", extra=extra)
@@ -174,6 +176,8 @@ async def list_runs(
     user_id: CurrentUserId,
     workflow_id: WorkflowId,
     session: SessionDep,
+    redis: RedisDep,
+    settings: SettingsDep,
     status_: Annotated[RunStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
@@ -188,7 +192,10 @@ async def list_runs(
     rows = await RunRepository(session).page(workflow_id, user_id, status_, limit + 1, before)
     items = rows[:limit]
     next_cursor = encode_cursor([str(items[-1].id)]) if len(rows) > limit else None
-    return RunPage(items=[service.summary(run) for run in items], next_cursor=next_cursor)
+    summaries = [service.summary(run) for run in items]
+    with suppress(RedisError, OSError):
+        await waiting.explain(redis, settings.queue_name, summaries)
+    return RunPage(items=summaries, next_cursor=next_cursor)
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
@@ -233,10 +240,17 @@ async def list_all_runs(
 
 @router.get("/runs/{run_id}", response_model=RunOut)
 async def get_run(
-    user_id: CurrentUserId, run_id: RunId, session: SessionDep, redis: RedisDep
+    user_id: CurrentUserId,
+    run_id: RunId,
+    session: SessionDep,
+    redis: RedisDep,
+    settings: SettingsDep,
 ) -> RunOut:
-    """The run with its steps in execution order; `queued` (no steps) until a worker starts it."""
-    return await service.find(session, redis, user_id, run_id)
+    """The run with its steps in execution order; `queued` (no steps) until a worker starts it.
+
+    A queued or waiting run says why in `waiting_reason` and `waiting_detail`.
+    """
+    return await service.find(session, redis, user_id, run_id, settings.queue_name)
 
 
 @router.post(
@@ -263,7 +277,7 @@ async def run_workflow(
             body = await _pinned_body(session, user_id, body["from_run"])
         run = service.new_run(workflow, dict(service.manual_trigger(body)), retry_of=None)
         span.set_attribute(RUN_ID, str(run.id))
-        return await _accept(session, enqueuer, run, response)
+        return await _accept(session, enqueuer, run, response, flow=spec_of(workflow.flow))
 
 
 async def _pinned_body(session: AsyncSession, user_id: uuid.UUID, from_run: Any) -> Any:
@@ -328,7 +342,7 @@ async def retry_run(
             raise HTTPException(status.HTTP_404_NOT_FOUND, "the run's workflow no longer exists")
         run = service.new_run(workflow, original.trigger, retry_of=original.id)
         span.set_attribute(RUN_ID, str(run.id))
-        return await _accept(session, enqueuer, run, response)
+        return await _accept(session, enqueuer, run, response, flow=spec_of(workflow.flow))
 
 
 @router.post("/runs/{run_id}/cancel", response_model=RunOut)

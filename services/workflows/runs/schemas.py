@@ -59,6 +59,10 @@ class RunSummary(BaseModel):
     parent_run_id: uuid.UUID | None = None
     # A replay: the run it replayed.
     replay_of: uuid.UUID | None = None
+    # Why a `queued` or `waiting` run does not run (shared/flow.py WAITING_REASONS), with
+    # details such as {"ahead": 12}, {"resume_at": ...}, {"key": "...", "limit": 1}.
+    waiting_reason: str | None = None
+    waiting_detail: dict[str, Any] | None = None
 
 
 class RunOut(RunSummary):

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import re
 import uuid
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.workflows.cursors import encode_cursor
+from services.workflows.runs import waiting
 from services.workflows.runs.repository import CANCELLED_ERROR, RunFilter, RunRepository
 from services.workflows.runs.schemas import RunOut, RunPage, RunSummary, StepItemOut, StepOut
 from services.workflows.workflows.links import CALL_WORKFLOW
 from shared.db.models import Workflow, WorkflowRun, utcnow
+from shared.flow import FlowSpec
 from shared.hooks import callback_key
 from shared.ids import uuid7
 from shared.queue import CANCEL_CHANNEL, RunJob, TriggerRequest, fetch_queued_job
@@ -52,6 +56,7 @@ def summary(run: WorkflowRun) -> RunSummary:
         resume_at=run.resume_at,
         parent_run_id=run.parent_run_id,
         replay_of=run.replay_of,
+        **waiting.stored(run),
     )
 
 
@@ -90,6 +95,7 @@ def _from_job(rq_status: str, job: RunJob) -> RunOut:
         status=status,
         attempt=0,
         error="the job failed before the run was recorded" if status == "failed" else None,
+        **(waiting.of_job(rq_status, job) if status == "queued" else {}),
         retry_of=uuid.UUID(retry_of) if retry_of else None,
         accepted_at=_parse_time(job["trigger"].get("received_at")),
         started_at=None,
@@ -152,11 +158,28 @@ async def _from_database(
 
 
 async def find(
-    session: AsyncSession, redis: aioredis.Redis, owner_id: uuid.UUID, run_id: uuid.UUID
+    session: AsyncSession,
+    redis: aioredis.Redis,
+    owner_id: uuid.UUID,
+    run_id: uuid.UUID,
+    queue_name: str | None = None,
 ) -> RunOut:
     """The run with its steps, from PostgreSQL or, before any worker recorded it, from its job.
 
-    Raises RunNotFound for an unknown run or someone else's; RedisError when the run is not in
+    With `queue_name`, why a queued run waits is refined from Redis (waiting.py); if Redis
+    cannot say, the recorded reason is shown. Raises as `_find`.
+    """
+    run = await _find(session, redis, owner_id, run_id)
+    if queue_name is not None and run.status in ("queued", "running"):
+        with suppress(RedisError, OSError):
+            await waiting.explain(redis, queue_name, [run])
+    return run
+
+
+async def _find(
+    session: AsyncSession, redis: aioredis.Redis, owner_id: uuid.UUID, run_id: uuid.UUID
+) -> RunOut:
+    """Raises RunNotFound for an unknown run or someone else's; RedisError when the run is not in
     PostgreSQL and Redis cannot be asked (the caller cannot be told it does not exist).
     """
     run = await _from_database(session, owner_id, run_id)
@@ -263,7 +286,7 @@ def new_run(workflow: Workflow, trigger: dict[str, Any], retry_of: uuid.UUID | N
     )
 
 
-def job_for(run: WorkflowRun, traceparent: str | None) -> RunJob:
+def job_for(run: WorkflowRun, traceparent: str | None, flow: FlowSpec | None = None) -> RunJob:
     """The queue payload of a run (docs/ARCHITECTURE.md, "Queue contract")."""
     trigger: TriggerRequest = {
         "body": run.trigger.get("body"),
@@ -287,4 +310,6 @@ def job_for(run: WorkflowRun, traceparent: str | None) -> RunJob:
     }
     if run.replay_of is not None:
         job["replay_of"] = str(run.replay_of)
+    if flow is not None:
+        job["flow"] = flow
     return job

@@ -15,6 +15,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from services.workflows.workflows.flow_schemas import (
+    ConcurrencyIn,
+    DebounceIn,
+    PriorityIn,
+    ThrottleIn,
+)
 from shared import schedules
 from shared.secret_strength import entropy_bits, is_pattern
 
@@ -162,6 +168,11 @@ class WorkflowIn(BaseModel):
     # The workflow that runs when a run of this one fails (docs/nodes.md, "Error workflows").
     on_error: WorkflowReference | None = None
     rate_limit: RateLimitIn | None = None
+    # Flow control (flow_schemas.py, docs/flow-control.md).
+    concurrency: ConcurrencyIn | None = None
+    throttle: ThrottleIn | None = None
+    debounce: DebounceIn | None = None
+    priority: PriorityIn = "normal"
 
 
 class WorkflowPatch(BaseModel):
@@ -181,6 +192,11 @@ class WorkflowPatch(BaseModel):
     on_error: WorkflowReference | None = None
     # `null` returns to the deployment's default bucket.
     rate_limit: RateLimitIn | None = None
+    # `null` removes that flow-control field.
+    concurrency: ConcurrencyIn | None = None
+    throttle: ThrottleIn | None = None
+    debounce: DebounceIn | None = None
+    priority: PriorityIn | None = None
 
     @model_validator(mode="after")
     def _no_null_for_required(self) -> WorkflowPatch:
@@ -219,6 +235,10 @@ class WorkflowOut(BaseModel):
     retention: RetentionIn
     on_error: str | None = None
     rate_limit: RateLimitIn | None = None
+    concurrency: ConcurrencyIn | None = None
+    throttle: ThrottleIn | None = None
+    debounce: DebounceIn | None = None
+    priority: PriorityIn = "normal"
     webhook_url: str
     # The next tick of an active schedule trigger, else null.
     next_run_at: datetime | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.workflows.credentials import service as credentials
 from services.workflows.hooks.service import HookMirror
 from services.workflows.workflows import quotas
+from services.workflows.workflows.flow_schemas import stored_flow
 from services.workflows.workflows.links import canonical, link_issues
 from services.workflows.workflows.repository import WorkflowRepository
 from services.workflows.workflows.schemas import (
@@ -36,6 +38,7 @@ from services.workflows.workflows.schemas import (
 from shared import schedules
 from shared.crypto import Keyring, hook_secret_context, is_sealed
 from shared.db.models import Workflow, utcnow
+from shared.flow import FLOW_FIELDS
 from shared.hooks import derive_token, token_hash
 from shared.nodes import NodeRegistry, issues_to_detail, validate_nodes
 from shared.settings import get_settings
@@ -93,6 +96,7 @@ def present(workflow: Workflow, urls: WebhookUrls) -> WorkflowOut:
         retention=RetentionIn.model_validate(workflow.retention or {}),
         on_error=workflow.on_error,
         rate_limit=RateLimitIn.model_validate(workflow.rate_limit) if workflow.rate_limit else None,
+        **(workflow.flow or {}),
         webhook_url=urls.url(workflow),
         next_run_at=workflow.next_run_at,
         created_at=workflow.created_at,
@@ -148,6 +152,10 @@ async def _check_quotas(
         await quotas.check(session, limits, owner_id, workflow_id, trigger, active)
     except quotas.QuotaExceeded as exc:
         raise InvalidDefinition(exc.detail) from None
+
+
+def _requested_flow(body: WorkflowIn | WorkflowPatch, names: Sequence[str]) -> dict[str, Any]:
+    return stored_flow({name: getattr(body, name) for name in names})
 
 
 def _stored_retention(requested: RetentionIn | None) -> dict[str, Any]:
@@ -221,6 +229,7 @@ async def create(
         retention=_stored_retention(body.retention),
         on_error=on_error,
         rate_limit=_stored_rate_limit(body.rate_limit),
+        flow=_requested_flow(body, FLOW_FIELDS),
         webhook_token_hash=hashed,
         webhook_nonce=nonce,
         created_at=now,
@@ -318,6 +327,7 @@ async def replace(
         "retention": _stored_retention(body.retention),
         "on_error": await _checked_links(session, owner_id, nodes, body.on_error),
         "rate_limit": _stored_rate_limit(body.rate_limit),
+        "flow": _requested_flow(body, FLOW_FIELDS),
     }
     return await _apply(session, mirror, workflow, changes)
 
@@ -351,6 +361,10 @@ async def patch(
             changes["on_error"] = on_error
     if "rate_limit" in present_fields:
         changes["rate_limit"] = _stored_rate_limit(body.rate_limit)
+    flow_fields = [name for name in FLOW_FIELDS if name in present_fields]
+    if flow_fields:
+        kept = {k: v for k, v in (workflow.flow or {}).items() if k not in flow_fields}
+        changes["flow"] = {**kept, **_requested_flow(body, flow_fields)}
     return await _apply(session, mirror, workflow, changes)
 
 

@@ -122,3 +122,32 @@ class TestTemplate:
 
         changed = ChangedRq(aioredis.Redis(), "q", job_timeout_s=300)
         assert isinstance(job_packer(changed), RqJobPacker)
+
+
+class TestPriority:
+    @pytest.mark.parametrize("priority", ["high", "low"])
+    async def test_a_priority_template_writes_to_that_priority_queue(
+        self, infra: Infra, enqueuer: RunEnqueuer, priority: str
+    ) -> None:
+        job = _job()
+        job["flow"] = {"priority": priority}  # type: ignore[typeddict-item]
+        packer = job_packer(enqueuer, priority)  # type: ignore[arg-type]
+        assert isinstance(packer, JobTemplate)
+        lean = LeanRedis(infra.redis_url)
+        await lean.transaction((packer.render(job),), packer.count)
+        await lean.aclose()
+        connection = redis.Redis.from_url(infra.redis_url)
+        try:
+            name = f"{enqueuer.queue_name}:{priority}"
+            assert connection.lrange(f"rq:queue:{name}", 0, -1) == [job["run_id"].encode()]
+            assert connection.llen(f"rq:queue:{enqueuer.queue_name}") == 0
+            fetched = Queue(name, connection=connection, serializer=JSONSerializer).dequeue_any(
+                [Queue(name, connection=connection, serializer=JSONSerializer)],
+                None,
+                connection=connection,
+                serializer=JSONSerializer,
+            )
+            assert fetched is not None
+            assert fetched[0].args[0] == job
+        finally:
+            connection.close()
