@@ -89,13 +89,14 @@ class Consumer:
         self.blocking = blocking
         self.execute = execute
         self.queues = queues
-        # This tick's queues, highest priority first: `queues` is asked once per take, so a
-        # priority rotation (flow/priority.py) counts takes, not every look at the queues.
+        # This tick's queues, highest priority first: `queues` is asked once per take.
         self._queues_now: list[str] = []
         # "A worker asked these queues lately" (shared.flow.polled_key), written on the next
         # renewal's round trip, so runs waiting with no worker to take them can say so.
         self.polled_key = polled_key
         self._asked = False
+        # Takes that found jobs: what a priority rotation counts (process.py).
+        self.takes = 0
         self.concurrency = concurrency
         self.default_timeout_s = default_timeout_s
         self.idle_block_s = idle_block_s
@@ -198,6 +199,8 @@ class Consumer:
         self._asked = True
         await self.layout.register_queues(queues)
         deliveries = await self.layout.take(queues, free)
+        if deliveries:
+            self.takes += 1
         self._beat()
         for delivery in deliveries:
             self._start(delivery)

@@ -27,20 +27,27 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.worker.lease import Lease
+from shared.flow import spec_of
 from shared.queue import RunEnqueuer, RunJob
 from shared.waits import wake_key
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = "id, workflow_id, owner_id, workflow_version, trigger, waiting_step"
+# What a continuation carries besides the row's own: a child's parent (so its end wakes the
+# parent) and the workflow's flow fields (so a run holding a concurrency place gives it back).
+_COLUMNS = (
+    "r.id, r.workflow_id, r.owner_id, r.workflow_version, r.trigger, r.waiting_step,"
+    " r.parent_run_id, r.parent_step, w.flow"
+)
 # SKIP LOCKED: two holders overlapping for a moment (a paused process renewing late) take
 # different rows instead of waiting on each other.
 _TAKE_DUE = text(
     f"""
-    UPDATE workflow_runs SET resume_at = now() + make_interval(secs => :redeliver)
-    WHERE id IN (
+    UPDATE workflow_runs r SET resume_at = now() + make_interval(secs => :redeliver)
+    FROM workflows w
+    WHERE w.id = r.workflow_id AND r.id IN (
         SELECT id FROM workflow_runs
-        WHERE status = 'waiting' AND resume_at <= now()
+        WHERE status = 'waiting' AND resume_at <= now() AND (queue = :queue OR queue IS NULL)
         ORDER BY resume_at LIMIT :limit FOR UPDATE SKIP LOCKED
     )
     RETURNING {_COLUMNS}
@@ -48,8 +55,9 @@ _TAKE_DUE = text(
 )
 _TAKE_WOKEN = text(
     f"""
-    UPDATE workflow_runs SET resume_at = now() + make_interval(secs => :redeliver)
-    WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'waiting'
+    UPDATE workflow_runs r SET resume_at = now() + make_interval(secs => :redeliver)
+    FROM workflows w
+    WHERE w.id = r.workflow_id AND r.id = ANY(CAST(:ids AS uuid[])) AND r.status = 'waiting'
     RETURNING {_COLUMNS}
     """  # noqa: S608
 )
@@ -57,7 +65,7 @@ _TAKE_WOKEN = text(
 
 def continuation_of(row: Any) -> RunJob:
     """The job that resumes a parked run at its waiting step."""
-    return {
+    job: RunJob = {
         "run_id": str(row.id),
         "workflow_id": str(row.workflow_id),
         "owner_id": str(row.owner_id),
@@ -68,6 +76,13 @@ def continuation_of(row: Any) -> RunJob:
         "retry_of": None,
         "resume_step": row.waiting_step,
     }
+    if row.parent_run_id is not None and row.parent_step is not None:
+        job["parent_run_id"] = str(row.parent_run_id)
+        job["parent_step"] = int(row.parent_step)
+    flow = spec_of(row.flow)
+    if flow is not None:
+        job["flow"] = flow
+    return job
 
 
 def _text(value: bytes | str) -> str:
@@ -112,7 +127,11 @@ class DueRunPoller:
         """Enqueue every woken and due run's continuation (bounded); return how many."""
         members: list[bytes] = await self.client.zrange(self.wake_key, 0, self.batch - 1)  # type: ignore[assignment]
         woken = [_text(member) for member in members]
-        params = {"redeliver": self.redeliver_after_s, "limit": self.batch}
+        params = {
+            "redeliver": self.redeliver_after_s,
+            "limit": self.batch,
+            "queue": self.enqueuer.queue_name,
+        }
         async with self.db.begin() as conn:
             rows: list[Any] = []
             if woken:

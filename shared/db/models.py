@@ -197,6 +197,8 @@ class WorkflowRun(SQLModel, table=True):
     # Why a queued or waiting run does not run (shared/flow.py WAITING_REASONS), and details.
     waiting_reason: str | None = Field(default=None, max_length=32)
     waiting_detail: dict[str, Any] | None = Field(default=None, sa_type=JSONB, nullable=True)
+    # The queue a parked run resumes on: its deployment's due-run poller takes only those.
+    queue: str | None = Field(default=None, max_length=200)
 
 
 class RunStep(SQLModel, table=True):

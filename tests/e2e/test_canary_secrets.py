@@ -92,7 +92,7 @@ def other_origin() -> Iterator[LocalServer]:
 
 
 @pytest.fixture(scope="module")
-def canary_user(traced_stack: Stack) -> ApiUser:
+def canary_user(traced_stack: Stack) -> Iterator[ApiUser]:
     user = register_user(traced_stack)
     with user.client("workflows") as api:
         for name, type_, data, hosts in (
@@ -108,7 +108,14 @@ def canary_user(traced_stack: Stack) -> ApiUser:
                 body["allowed_hosts"] = hosts
             created = api.post("/credentials", json=body)
             assert created.status_code == 201, created.text
-    return user
+    yield user
+    # This stack seals with keys of its own: what it sealed must not stay in the shared
+    # database for later tests that re-encrypt everything under the session's keys.
+    with user.client("workflows") as api:
+        for workflow in api.get("/workflows", params={"limit": 100}).json()["items"]:
+            api.delete(f"/workflows/{workflow['id']}")
+        for credential in api.get("/credentials").json()["items"]:
+            api.delete(f"/credentials/{credential['name']}")
 
 
 def _call(node_id: str, **params: Any) -> dict[str, Any]:

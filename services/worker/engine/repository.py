@@ -123,7 +123,7 @@ _PARK = text(
     WITH run AS (
         UPDATE workflow_runs
         SET status = 'waiting', resume_at = :resume_at, waiting_step = :position,
-            waiting_reason = :reason, waiting_detail = NULL
+            waiting_reason = :reason, waiting_detail = NULL, queue = :queue
         WHERE id = :run_id AND attempt = :attempt AND status = 'running'
         RETURNING id
     ), upserted AS ({_UPSERT_STEPS})
@@ -269,10 +269,12 @@ async def park_run(
     resume_at: datetime,
     steps: list[dict[str, Any]],
     reason: str = "delay",
+    queue: str | None = None,
 ) -> bool:
     """Mark the run `waiting` at step `position` until `resume_at`, with its steps so far.
 
-    `reason` is its `waiting_reason`: "delay", "callback" (shared/flow.py WAITING_REASONS).
+    `reason` is its `waiting_reason`: "delay", "callback", "child_run" (shared/flow.py
+    WAITING_REASONS); `queue` the one its due-run poller serves (services/worker/dueruns.py).
     """
     parked = await conn.scalar(
         _PARK,
@@ -283,6 +285,7 @@ async def park_run(
             "resume_at": resume_at,
             "steps": orjson.dumps(steps).decode(),
             "reason": reason,
+            "queue": queue,
         },
     )
     return bool(parked)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.worker import metrics
 from services.worker.engine import items, repository
 from services.worker.engine.cancels import CancelWatch
+from services.worker.engine.children import ChildPark
 from services.worker.engine.data_budget import RunDataBudget
 from services.worker.engine.delivery import DeliveryConnection, DeliveryHooks
 from services.worker.engine.fairness import run_cpu
@@ -41,6 +42,7 @@ from services.worker.engine.runner import (
 from services.worker.engine.scheduler import DEFAULT_MAX_PARALLEL, GraphRunner
 from services.worker.engine.versions import LoadedVersion, VersionCache, parse_nodes
 from services.worker.flow.gate import FlowGate
+from shared.nodes import Park
 from shared.queue import RunJob
 from shared.telemetry import (
     RUN_ATTEMPT,
@@ -174,7 +176,8 @@ class RunEngine:
                 self.cancels.forget(job["run_id"])
                 await db.close()
             span.set_attribute(RUN_STATUS, result)
-            if self.flow is not None and "flow" in job:
+            if self.flow is not None and ("flow" in job or "resume_step" in job):
+                # A resumed run may hold a place its continuation's job no longer names.
                 await self.flow.settle(job, result)
             return result
 
@@ -354,7 +357,8 @@ class RunEngine:
                 position=park.position,
                 resume_at=park.resume_at,
                 steps=rows,
-                reason="callback" if park.park.callback else "delay",
+                reason=_park_reason(park.park),
+                queue=self.parking.enqueuer.queue_name,
             ),
         )
         if not parked:
@@ -446,3 +450,10 @@ class RunEngine:
         loaded = parse_nodes(raw)
         self.versions.put(key, version, loaded)
         return loaded
+
+
+def _park_reason(park: Park) -> str:
+    """The `waiting_reason` a parked run shows (shared/flow.py WAITING_REASONS)."""
+    if isinstance(park, ChildPark):
+        return "child_run"
+    return "callback" if park.callback else "delay"

@@ -15,9 +15,11 @@ Throttle comes first so a delayed run does not sit on a concurrency place while 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,6 +69,10 @@ class FlowGate:
     def __init__(self, scripts: FlowScripts, enqueuer: RunEnqueuer) -> None:
         self.scripts = scripts
         self.enqueuer = enqueuer
+        # Deliveries taken together start together: admitting them one at a time, in the order
+        # they were taken (asyncio.Lock wakes waiters first come, first served), keeps arrival
+        # order within a process; across processes each take is itself in queue order.
+        self._admitting = asyncio.Lock()
 
     async def admit(self, job: RunJob, db: DeliveryConnection) -> tuple[RunJob, str | None]:
         """(the job to run, None) when the delivery may run now, else (job, why it was held).
@@ -127,15 +133,17 @@ class FlowGate:
             keys = [redis_key("conc", job["workflow_id"], key), hold_key(job["run_id"])]
             limit = concurrency["limit"]
             following = _next_delivery(job, [*passed, "concurrency"])
-            ahead = await self.scripts.admit(
-                keys=keys, args=[job["run_id"], limit, time.time(), ""]
-            )
-            if int(ahead) == -2:
-                # Full: now build the commands that queue it when its turn comes.
-                blob = encode_commands(self.enqueuer.commands(following))
+            arrival = _arrival_ms(job["run_id"])
+            async with self._admitting:
                 ahead = await self.scripts.admit(
-                    keys=keys, args=[job["run_id"], limit, time.time(), blob]
+                    keys=keys, args=[job["run_id"], limit, time.time(), "", arrival]
                 )
+                if int(ahead) == -2:
+                    # Full: now build the commands that queue it when its turn comes.
+                    blob = encode_commands(self.enqueuer.commands(following))
+                    ahead = await self.scripts.admit(
+                        keys=keys, args=[job["run_id"], limit, time.time(), blob, arrival]
+                    )
             if int(ahead) >= 0:
                 held: dict[str, Any] = {
                     "key": key,
@@ -151,7 +159,9 @@ class FlowGate:
     async def settle(self, job: RunJob, result: str) -> None:
         """After a delivery: give the run's concurrency place back if the run has ended."""
         flow = job.get("flow") or {}
-        if "concurrency" in flow and result in _PLACE_ENDS:
+        # A continuation is built from the run's row: whether it holds a place is known only
+        # to the hold record, which releasing reads (a parked run's end is rare enough).
+        if ("concurrency" in flow or "resume_step" in job) and result in _PLACE_ENDS:
             await self.release(job["run_id"])
 
     async def release(self, run_id: str) -> int:
@@ -173,3 +183,15 @@ class FlowGate:
             reason,
             extra={"run_id": job["run_id"], "workflow_id": job["workflow_id"], **detail},
         )
+
+
+def _arrival_ms(run_id: str) -> int:
+    """When the run was accepted, in ms: the timestamp of its UUIDv7 id (every producer mints
+    time-ordered ids), else now."""
+    try:
+        value = uuid.UUID(run_id)
+    except ValueError:
+        return int(time.time() * 1000)
+    if value.version != 7:
+        return int(time.time() * 1000)
+    return value.int >> 80

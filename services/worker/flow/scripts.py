@@ -2,9 +2,10 @@
 
 Concurrency, per key (`base` = shared.flow.redis_key("conc", workflow, key value)):
 - `<base>:holders`  sorted set of the run ids holding a place (score: when they got it);
-- `<base>:waiting`  sorted set of the run ids waiting for one (score: arrival number), FIFO;
+- `<base>:waiting`  sorted set of the run ids waiting for one (score: when the run was accepted,
+                    from its time-ordered id), so a run redelivered after a crash takes its
+                    place in line again instead of joining the end;
 - `<base>:jobs`     hash run id -> the Redis commands that enqueue its next delivery;
-- `<base>:seq`      the arrival counter;
 - `automateos:flow:hold:<run id>` -> {"base", "limit"}: which key a run holds, so whoever ends
   the run (its own delivery, or the recovery sweep for a lost one) gives the place back.
 
@@ -76,7 +77,8 @@ end
 """
 )
 
-# KEYS: base, hold key of the run. ARGV: run id, limit, now, commands blob ("" = only ask).
+# KEYS: base, hold key of the run. ARGV: run id, limit, now, commands blob ("" = only ask),
+# arrival (the run's acceptance in ms: its place in line).
 # Returns -1 when the run holds a place (now or already: a redelivery after a crash), else how
 # many runs of the key wait ahead of it (-2: full and not queued, because no blob was given).
 ADMIT = (
@@ -94,7 +96,7 @@ if redis.call('ZCARD', base .. ':waiting') == 0
 end
 if not waiting then
   if ARGV[4] == '' then return -2 end
-  redis.call('ZADD', base .. ':waiting', redis.call('INCR', base .. ':seq'), run)
+  redis.call('ZADD', base .. ':waiting', ARGV[5], run)
   redis.call('HSET', base .. ':jobs', run, ARGV[4])
 end
 return redis.call('ZRANK', base .. ':waiting', run)

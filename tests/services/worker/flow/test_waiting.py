@@ -40,7 +40,9 @@ from tests.services.worker.harness import (
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 # The parked run waits this long in all (its first delivery parks it after 2 s).
-PARK_S = 5.0
+# Long enough that the holder is still parked when every worker is frozen (a loaded machine
+# can take seconds to get there), short enough to resume within the final wait.
+PARK_S = 12.0
 
 
 @pytest.fixture

@@ -1,0 +1,26 @@
+"""The queue a parked run resumes on.
+
+A parked run's resume time is in PostgreSQL only, and each deployment's due-run poller enqueues
+continuations on its own queue: it must take only its own queue's runs.
+
+Revision ID: 0012
+Revises: 0008
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0012"
+down_revision: str | None = "0008"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    op.add_column("workflow_runs", sa.Column("queue", sa.String(length=200), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("workflow_runs", "queue")
