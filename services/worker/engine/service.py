@@ -26,6 +26,7 @@ from services.worker.engine.children import ChildPark
 from services.worker.engine.data_budget import RunDataBudget
 from services.worker.engine.delivery import DeliveryConnection, DeliveryHooks
 from services.worker.engine.fairness import run_cpu
+from services.worker.engine.finishing import FINISH_TRIES, record_finished
 from services.worker.engine.followups import Followups
 from services.worker.engine.parking import Parking
 from services.worker.engine.records import encode_json, redact
@@ -66,7 +67,6 @@ _tracer = tracer(__name__)
 # exhausted every retry of 8-22 of 157 accepted runs (tests/chaos/test_postgres.py). 8 tries
 # span ~16 s, and each of RQ's retries as long again.
 _START_TRIES = 8
-_FINISH_TRIES = 8
 
 
 def run_budget(job_timeout_s: float) -> float:
@@ -106,14 +106,6 @@ def _recorded(row: dict[str, Any]) -> RecordedStep:
         resume_output=fragment(row["resume_output"]),
     )
     return RecordedStep(record, row["resume_output"])
-
-
-def _failed_step(outcome: RunOutcome) -> str | None:
-    # The node whose failure ended the run (an error workflow's trigger names it).
-    if outcome.status != FAILED:
-        return None
-    failed = [step.node_id for step in outcome.steps if step.status == FAILED]
-    return failed[-1] if failed else None
 
 
 class RunEngine:
@@ -281,7 +273,7 @@ class RunEngine:
             return await self._park(job, db, run_id, attempt, outcome, ids)
         if self.data_budget is not None:
             await self.data_budget.apply(job["workflow_id"], outcome.steps)
-        result = await self._finish(db, run_id, attempt, outcome, clock, ids)
+        result = await record_finished(db, run_id, attempt, outcome, clock, ids)
         if takes_callbacks and result != "superseded":
             # The run ended: no callback may be stored for it any more.
             await self.parking.close_callback(job["run_id"])
@@ -349,7 +341,7 @@ class RunEngine:
         rows = [step.as_row(keep_resume=True) for step in outcome.steps]
         parked = await db.run(
             "park the run",
-            _FINISH_TRIES,
+            FINISH_TRIES,
             lambda conn: repository.park_run(
                 conn,
                 run_id=run_id,
@@ -380,58 +372,6 @@ class RunEngine:
             extra={**ids, "attempt": attempt},
         )
         return WAITING
-
-    async def _finish(
-        self,
-        db: DeliveryConnection,
-        run_id: uuid.UUID,
-        attempt: int,
-        outcome: RunOutcome,
-        clock: float,
-        ids: dict[str, str],
-    ) -> str:
-        elapsed = time.perf_counter() - clock
-        steps = [step.as_row() for step in outcome.steps]
-        values = repository.finish_values(
-            run_id=run_id,
-            attempt=attempt,
-            status=outcome.status,
-            error=outcome.error,
-            finished_at=datetime.now(UTC),
-            duration_ms=int(elapsed * 1000),
-            steps=steps,
-            failed_step=_failed_step(outcome),
-        )
-        if outcome.item_rows:
-            applied = await db.run(
-                "record the run",
-                _FINISH_TRIES,
-                lambda conn: items.finish_run_with_items(conn, values, outcome.item_rows),
-            )
-        else:
-            applied = await db.run(
-                "record the run", _FINISH_TRIES, lambda conn: repository.finish_run(conn, values)
-            )
-        if not applied:
-            log.warning(
-                "a later delivery took this run over; this delivery's record is discarded",
-                extra={**ids, "attempt": attempt},
-            )
-            return "superseded"
-        metrics.RUNS.labels(outcome.status).inc()
-        metrics.RUN_DURATION.labels(outcome.status).observe(elapsed)
-        log.info(
-            "run %s",
-            outcome.status,
-            extra={
-                **ids,
-                "status": outcome.status,
-                "attempt": attempt,
-                "duration_ms": int(elapsed * 1000),
-                "error": outcome.error,
-            },
-        )
-        return outcome.status
 
     async def _version(
         self, db: DeliveryConnection, key: str, workflow_id: uuid.UUID, version: int
