@@ -101,6 +101,12 @@ class Ours:
         out["redis"] = (int(self.redis.info("server")["process_id"]), False)
         return out
 
+    def cpu_groups(self) -> dict[str, list[int]]:
+        """Process trees whose CPU a run costs: the worker's (supervisor, its worker and render
+        processes), and the whole system's (every service, PostgreSQL, Redis and the worker)."""
+        everything = [pid for pid, _ in self.pids().values()]
+        return {"system": everything, "worker": [self.worker.proc.pid] if self.worker else []}
+
     # --- the queue --------------------------------------------------------------------------
 
     def queued(self) -> int:
