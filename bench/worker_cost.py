@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from bench.worker import Bench
 
 ROOT = Path(__file__).resolve().parents[1]
+IDLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class Cost:
     seconds: float
     worker_ms: float | None
     system_ms: float | None
+    # What the idle worker burns per second (polls, heartbeats): at low rates it is a large
+    # part of a run's share, so it is printed to read the per-run figures by.
+    idle_worker_ms_per_s: float | None = None
 
     @property
     def runs_per_s(self) -> float:
@@ -46,15 +50,16 @@ class Cost:
     def line(self) -> str:
         worker = f"{self.worker_ms:8.2f}" if self.worker_ms is not None else "       —"
         system = f"{self.system_ms:8.2f}" if self.system_ms is not None else "       —"
+        idle = self.idle_worker_ms_per_s
         return (
             f"{self.workload:<10} {self.processes:>5} {self.concurrency:>5} {self.runs:>6} "
-            f"{self.runs_per_s:9.1f} {worker} {system}"
+            f"{self.runs_per_s:9.1f} {worker} {system} {idle if idle is not None else 0:10.1f}"
         )
 
 
 HEADER = (
     f"{'workload':<10} {'procs':>5} {'conc':>5} {'runs':>6} {'runs/s':>9} "
-    f"{'worker':>8} {'system':>8}   (CPU ms per run)"
+    f"{'worker':>8} {'system':>8} {'idle ms/s':>10}   (CPU ms per run; idle worker CPU)"
 )
 
 
@@ -81,14 +86,24 @@ async def measured_burst(
         # Start-up (imports, connections) is not a run's cost: let it settle before reading.
         await asyncio.sleep(1.0)
         groups = {"worker": [service.proc.pid], "system": [service.proc.pid, *infra_pids(bench)]}
+        idle_from = cpu.read(groups)
+        await asyncio.sleep(IDLE_S)
         before = cpu.read(groups)
+        idle = cpu.spent(idle_from, before)["worker"] * 1000 / IDLE_S
         seconds = await bench.burst(queue, nodes, runs)
         spent = cpu.spent(before, cpu.read(groups))
     finally:
         stop_process(service.proc, timeout=30)
     per_run = cpu.per_run_ms(spent, runs)
     return Cost(
-        workload, processes, concurrency, runs, seconds, per_run["worker"], per_run["system"]
+        workload,
+        processes,
+        concurrency,
+        runs,
+        seconds,
+        per_run["worker"],
+        per_run["system"],
+        idle,
     )
 
 
