@@ -11,6 +11,7 @@ behind it (hundreds of runs, not tens).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,3 +87,21 @@ def spent(before: CpuReading, after: CpuReading) -> dict[str, float]:
 def per_run_ms(seconds: Mapping[str, float], runs: int) -> dict[str, float | None]:
     """CPU milliseconds per finished run for each group (None when nothing finished)."""
     return {name: (s * 1000 / runs if runs else None) for name, s in seconds.items()}
+
+
+def wait_quiet(
+    roots: Iterable[int], below_cores: float = 0.1, window_s: float = 0.5, deadline_s: float = 30
+) -> float:
+    """Wait until `roots`' trees use under `below_cores` of a core over `window_s`; seconds waited.
+
+    A freshly started worker's processes spend seconds of CPU importing and connecting after it
+    reports ready: measured inside a round, that start-up would be billed to the runs.
+    """
+    pids = list(roots)
+    began = time.monotonic()
+    while time.monotonic() - began < deadline_s:
+        before = read({"tree": pids})
+        time.sleep(window_s)
+        if spent(before, read({"tree": pids}))["tree"] < below_cores * window_s:
+            break
+    return time.monotonic() - began

@@ -84,7 +84,7 @@ async def measured_burst(
     service, queue = bench.worker(processes, concurrency)
     try:
         # Start-up (imports, connections) is not a run's cost: let it settle before reading.
-        await asyncio.sleep(1.0)
+        await asyncio.to_thread(cpu.wait_quiet, [service.proc.pid])
         groups = {"worker": [service.proc.pid], "system": [service.proc.pid, *infra_pids(bench)]}
         idle_from = cpu.read(groups)
         await asyncio.sleep(IDLE_S)

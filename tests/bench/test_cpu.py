@@ -55,3 +55,18 @@ def test_a_process_gone_by_the_second_reading_never_makes_cpu_negative() -> None
     assert cpu.group_seconds(before, {1: 60}) == 0.0
     assert cpu.group_seconds({1: 50}, {1: 50 + cpu.TICKS_PER_S, 2: 0}) == 1.0
     assert cpu.process_ticks(2**22 + 7) == 0
+
+
+def test_wait_quiet_returns_once_a_busy_tree_goes_idle() -> None:
+    busy = (
+        "import time\nend = time.process_time() + 0.6\n"
+        "while time.process_time() < end: pass\ntime.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", busy])
+    try:
+        waited = cpu.wait_quiet([proc.pid], window_s=0.2, deadline_s=20)
+        assert 0.2 <= waited < 20, waited
+        before = cpu.read({"tree": [proc.pid]})
+        assert cpu.spent(before, cpu.read({"tree": [proc.pid]}))["tree"] < 0.05
+    finally:
+        stop_process(proc, timeout=5)
