@@ -191,7 +191,9 @@ def workloads_phase(
                     f"{result['finished']}/{result['accepted']} done in "
                     f"{result['makespan_s'] or 0:6.2f} s = {result['runs_per_s']:7.1f} runs/s "
                     f"queue wait p50 {result['queue_wait_p50_ms'] or 0:.0f} ms "
-                    f"p99 {result['queue_wait_p99_ms'] or 0:.0f} ms"
+                    f"p99 {result['queue_wait_p99_ms'] or 0:.0f} ms; CPU/run worker "
+                    f"{result['cpu_ms_per_run_worker'] or 0:.2f} system "
+                    f"{result['cpu_ms_per_run_system'] or 0:.2f} ms"
                 )
         last_round_s = time.time() - round_began
     return out
