@@ -54,7 +54,8 @@ def section(baseline: dict[str, Any]) -> list[str]:
     ]
     rows += [
         [
-            f"CPU-light, {p['processes']} worker processes (`bench.compare` scaling)",
+            f"CPU-light, {p['processes']} worker process{'es' if p['processes'] > 1 else ''} "
+            "(`bench.compare` scaling)",
             fmt(p["runs_per_s"], 1),
             fmt(p["cpu_ms_per_run_worker"], 2),
             fmt(p["cpu_ms_per_run_system"], 2),
@@ -80,14 +81,15 @@ def section(baseline: dict[str, Any]) -> list[str]:
         "today's\" compares like with like; the report's targets read these figures from "
         "`bench/baselines/engine-v2.json`.",
         "",
-        f"> **Taken on a shared, overloaded machine**: load average {meta['loadavg_at_start']:.1f} "
-        f"at the start on {meta['cores']} cores, with eight other engineers' builds and tests "
-        "running. Runs/s are far below a quiet machine's and CPU per run is inflated by the idle "
-        "worker's own polling spread over slow rounds and by cache contention; short rounds "
-        f"({meta['runs']}). Retake on a quiet machine before quoting a ratio: "
-        '`make bench COMPARE_ARGS="--skip-profile"` and '
-        '`make bench-worker BENCH_ARGS="--stages cost --json F"` on this commit, then '
-        "`python -m bench.baseline`.",
+        "> **Taken on a shared machine**: load average at the start "
+        f"{meta['loads']} on {meta['cores']} cores, with other engineers' builds and tests "
+        "running beside it. Runs/s are below a quiet machine's and CPU per run is somewhat "
+        "inflated (cache contention, the idle worker's polling spread over slower rounds); "
+        f"short rounds ({meta['runs']}). Retake on a quiet machine before quoting a ratio: in a "
+        f"worktree of `{meta['service_commit']}` with this branch's bench/, run "
+        "`python -m bench.compare --skip-profile --out D` and "
+        "`python -m bench.worker --stages cost --json F`, then "
+        f"`python -m bench.baseline D/results.json F {meta['service_commit']}`.",
         "",
         *table(["what", "runs/s", "worker CPU ms/run", "whole-system CPU ms/run"], rows),
         "",
@@ -111,6 +113,8 @@ def main(argv: list[str]) -> int:
             "loadavg_at_start": max(
                 compare["meta"]["machine"]["loadavg_at_start"], worker["meta"]["loadavg_at_start"]
             ),
+            "loads": f"{compare['meta']['machine']['loadavg_at_start']:.1f} (bench.compare) and "
+            f"{worker['meta']['loadavg_at_start']:.1f} (bench.worker)",
             "processes": args.get("processes"),
             "runs": f"bench.compare --scale {args.get('scale')}, "
             f"bench.worker {sorted({c['runs'] for c in worker['costs']})} runs per burst",
