@@ -33,13 +33,11 @@ def test_parse_stat_counts_fields_after_a_command_name_with_spaces_and_parenthes
 
 def test_a_tree_counts_its_own_cpu_and_a_finished_child_reaped_inside_the_window() -> None:
     program = f"PROGRAM = {SPIN!r}\n{SPIN}"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", program, "parent"], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", program, "parent"], stdout=subprocess.PIPE)
     try:
         before = cpu.read({"tree": [proc.pid]})
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "done"
+        assert proc.stdout.readline().strip() == b"done"
         after = cpu.read({"tree": [proc.pid]})
         seconds = cpu.spent(before, after)["tree"]
         # Two bursts of 0.3 s (parent, then its reaped child), less what ran before `before`.
