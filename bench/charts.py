@@ -11,7 +11,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-COLOURS = {"AutomateOS": "#2a7ab0", "n8n": "#ea4b71", "LPUSH baseline": "#999999"}
+COLOURS = {
+    "AutomateOS": "#2a7ab0",
+    "n8n": "#ea4b71",
+    "n8n queue": "#f29bb0",
+    "LPUSH baseline": "#999999",
+}
 
 
 def _median(rounds: list[dict[str, Any]], key: str) -> float:

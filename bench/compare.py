@@ -27,6 +27,7 @@ from typing import Any
 from bench import ingest as ingest_bench
 from bench import ours as ours_mod
 from bench import peer as peer_mod
+from bench import peer_queue
 from bench.memory import Sampler
 from bench.phases import System, idle_latencies, ingest_round, throughput_round
 from bench.stages import history_phase, profile_phase, scaling_phase
@@ -104,7 +105,7 @@ def watch_all(sampler: Sampler, systems: list[Any]) -> None:
 
 
 def ingest_phase(
-    args: argparse.Namespace, ours: ours_mod.Ours, peer: peer_mod.N8n | None, baseline_url: str
+    args: argparse.Namespace, ours: ours_mod.Ours, peers: list[peer_mod.N8n], baseline_url: str
 ) -> dict[str, Any]:
     """Ingest rounds at each connection count: LPUSH baseline, ours (worker stopped), n8n."""
     out: dict[str, Any] = {}
@@ -112,13 +113,14 @@ def ingest_phase(
         (BASELINE, baseline_url),
         (ours.name, ours.hook_url("ingest")),
     ]
-    if peer is not None:
-        targets.append((peer.name, peer.hook_url("ingest")))
+    targets += [(peer.name, peer.hook_url("ingest")) for peer in peers]
+    by_name = {peer.name: peer for peer in peers}
     for connections in args.connections:
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in targets}
         for number in range(args.rounds):
             order = targets if number % 2 == 0 else list(reversed(targets))
             for name, url in order:
+                peer = by_name.get(name)
                 since = peer.marker() if peer is not None else 0
                 result = ingest_round(args.client, url, connections, args.duration)
                 if name == ours.name:
@@ -138,6 +140,9 @@ def ingest_phase(
                 )
         out[str(connections)] = rounds
     return out
+
+
+PEER_STARTS = {"regular": peer_mod.start_peer, "queue": peer_queue.start_queue_peer}
 
 
 def stop_peer(starting: Future[peer_mod.N8n], pool: ThreadPoolExecutor) -> None:
@@ -186,7 +191,9 @@ def workloads_phase(
                     f"{result['finished']}/{result['accepted']} done in "
                     f"{result['makespan_s'] or 0:6.2f} s = {result['runs_per_s']:7.1f} runs/s "
                     f"queue wait p50 {result['queue_wait_p50_ms'] or 0:.0f} ms "
-                    f"p99 {result['queue_wait_p99_ms'] or 0:.0f} ms"
+                    f"p99 {result['queue_wait_p99_ms'] or 0:.0f} ms; CPU/run worker "
+                    f"{result['cpu_ms_per_run_worker'] or 0:.2f} system "
+                    f"{result['cpu_ms_per_run_system'] or 0:.2f} ms"
                 )
         last_round_s = time.time() - round_began
     return out
@@ -213,12 +220,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sampler = Sampler().start()
     with ExitStack() as stack:
         slow_url = stack.enter_context(slow_api())
-        starting: Future[peer_mod.N8n] | None = None
-        if args.peer:
-            say(f"starting n8n {peer_mod.VERSION} (import, publish, start) in the background")
-            pool = ThreadPoolExecutor(1, thread_name_prefix="n8n-start")
-            starting = pool.submit(peer_mod.start_peer, base / "n8n", slow_url)
-            stack.callback(stop_peer, starting, pool)
+        starting: list[Future[peer_mod.N8n]] = []
+        for mode in args.peers if args.peer else []:
+            say(f"starting n8n {peer_mod.VERSION} {mode} mode (import, publish, start) meanwhile")
+            pool = ThreadPoolExecutor(1, thread_name_prefix=f"n8n-{mode}-start")
+            starting.append(pool.submit(PEER_STARTS[mode], base / f"n8n-{mode}", slow_url))
+            stack.callback(stop_peer, starting[-1], pool)
         say("starting AutomateOS (PostgreSQL, Redis, auth, workflows, ingest)")
         ours = stack.enter_context(ours_mod.running(base / "ours", slow_url))
         ours.start_worker(args.processes, args.concurrency)
@@ -236,11 +243,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
         systems: list[Any] = [ours]
-        peer = None
-        if starting is not None:
-            peer = starting.result(timeout=900)
+        peers = [future.result(timeout=900) for future in starting]
+        for peer in peers:
             systems.append(peer)
-            say("warming n8n up")
+            say(f"warming {peer.name} up")
             ingest_round(args.client, peer.hook_url("ingest"), 32, args.warmup)
             settle_n8n(peer, 0)
         ingest_round(args.client, ours.hook_url("ingest"), 32, 2)
@@ -264,7 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sampler.mark("ingest")
         ours.stop_worker()
         results["ingest"] = ingest_phase(
-            args, ours, peer, f"{baseline.url}/hooks/{ingest_bench.TOKEN}"
+            args, ours, peers, f"{baseline.url}/hooks/{ingest_bench.TOKEN}"
         )
         ours.start_worker(args.processes, args.concurrency)
         watch_all(sampler, [ours])
@@ -272,7 +278,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         say("workload rounds")
         results["workloads"] = workloads_phase(args, systems, sampler)
         results["memory_peak"] = {s.name: sampler.peaks(s.name) for s in systems}
-        if peer is not None:
+        for peer in peers:
             peer.stop()
             systems.remove(peer)
         if not args.skip_profile and remaining(args) < 300:
@@ -305,6 +311,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     parser.add_argument("--peer", action="store_true", help="also run n8n (make bench-peer)")
+    parser.add_argument(
+        "--peers",
+        nargs="+",
+        choices=sorted(PEER_STARTS),
+        default=["regular", "queue"],
+        help="n8n's modes to run with --peer: regular (SQLite, one process), queue (main, "
+        "2 workers, PostgreSQL, Redis)",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per figure")
     parser.add_argument("--duration", type=float, default=8, help="seconds per ingest round")
     parser.add_argument("--warmup", type=float, default=10, help="seconds of n8n warm-up load")

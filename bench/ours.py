@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import redis
 
-from bench import workloads
+from bench import cpu, workloads
 from scripts.localinfra import stop_process
 from shared.queue import queue_key
 from tests.conftest import ApiUser, register_user
@@ -83,6 +83,7 @@ class Ours:
         port = int(self.stack.env["AUTOMATEOS_METRICS_PORT"])
         self.worker = start_service("worker", args, port, self.stack.env, self.log_dir)
         wait_service_ready(self.worker, 60)
+        cpu.wait_quiet([self.worker.proc.pid])
         self.worker_processes = processes
 
     def stop_worker(self) -> None:
@@ -100,6 +101,12 @@ class Ours:
             out["postgres"] = (self.infra.postgres.proc.pid, True)
         out["redis"] = (int(self.redis.info("server")["process_id"]), False)
         return out
+
+    def cpu_groups(self) -> dict[str, list[int]]:
+        """Process trees whose CPU a run costs: the worker's (supervisor, its worker and render
+        processes), and the whole system's (every service, PostgreSQL, Redis and the worker)."""
+        everything = [pid for pid, _ in self.pids().values()]
+        return {"system": everything, "worker": [self.worker.proc.pid] if self.worker else []}
 
     # --- the queue --------------------------------------------------------------------------
 

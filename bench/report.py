@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import report_cost
 from bench.phases import median_ratio
 from bench.report_tables import fmt as _f
 from bench.report_tables import history, ingest_raw, memory, scaling, table, work_raw
@@ -119,48 +120,66 @@ def _ingest_cell(rounds: list[dict[str, Any]] | None) -> str:
 
 
 def _headline(results: dict[str, Any]) -> list[str]:
+    """Ours beside each n8n mode measured (regular, queue), each with its same-run ratio."""
+    modes = report_cost.peers(results) or [PEER]
     rows: list[list[str]] = []
     for conns, rounds in results["ingest"].items():
-        rows.append(
-            [
-                f"ingest, {conns} connections (req/s; p50 / p99)",
-                _ingest_cell(rounds.get(US)),
-                _ingest_cell(rounds.get(PEER)),
-                _x(_ratio(rounds, "rps", US, PEER)),
-            ]
-        )
+        row = [f"ingest, {conns} connections (req/s; p50 / p99)", _ingest_cell(rounds.get(US))]
+        for peer in modes:
+            row += [_ingest_cell(rounds.get(peer)), _x(_ratio(rounds, "rps", US, peer))]
+        rows.append(row)
     for name, rounds in results["workloads"].items():
         runs = rounds.get(US, [{}])[0].get("sent", 0)
-        rows.append(
-            [
-                f"{name}: {BY_NAME[name].title}, {runs} webhooks (runs/s)",
-                _f(_med(rounds.get(US, []), "runs_per_s"), 1),
-                _f(_med(rounds.get(PEER, []), "runs_per_s"), 1) if PEER in rounds else "—",
-                _x(_ratio(rounds, "runs_per_s", US, PEER)),
+        row = [
+            f"{name}: {BY_NAME[name].title}, {runs} webhooks (runs/s)",
+            _f(_med(rounds.get(US, []), "runs_per_s"), 1),
+        ]
+        for peer in modes:
+            row += [
+                _f(_med(rounds.get(peer, []), "runs_per_s"), 1) if peer in rounds else "—",
+                _x(_ratio(rounds, "runs_per_s", US, peer)),
             ]
-        )
+        rows.append(row)
+        if any("cpu_ms_per_run_system" in r for r in rounds.get(US, [])):
+            row = [
+                f"{name}: whole-system CPU per run (ms; lower is better)",
+                _f(_med(rounds.get(US, []), "cpu_ms_per_run_system"), 2),
+            ]
+            for peer in modes:
+                cost = _ratio(rounds, "cpu_ms_per_run_system", peer, US)
+                row += [
+                    _f(_med(rounds.get(peer, []), "cpu_ms_per_run_system"), 2),
+                    _x(cost) + " (theirs ÷ ours)" if cost else "—",
+                ]
+            rows.append(row)
     idle = results["idle_ms"]
     us_idle = statistics.median(idle[US])
-    peer_idle = statistics.median(idle[PEER]) if PEER in idle else None
-    rows.append(
-        [
-            f"idle: one webhook → run finished (median of {len(idle[US])}, ms; lower is better)",
-            _f(us_idle, 1),
+    row = [
+        f"idle: one webhook → run finished (median of {len(idle[US])}, ms; lower is better)",
+        _f(us_idle, 1),
+    ]
+    for peer in modes:
+        peer_idle = statistics.median(idle[peer]) if peer in idle else None
+        row += [
             _f(peer_idle, 1),
-            _x(peer_idle / us_idle) + " (n8n ÷ ours)" if peer_idle else "—",
+            _x(peer_idle / us_idle) + " (theirs ÷ ours)" if peer_idle else "—",
         ]
-    )
+    rows.append(row)
     total = {s: sum(v.values()) for s, v in results.get("memory_peak", {}).items()}
     if total:
-        rows.append(
-            [
-                "resident memory at peak, every process summed (MB; lower is better)",
-                _f(total.get(US)),
-                _f(total.get(PEER)),
-                _x(total[PEER] / total[US]) + " (n8n ÷ ours)" if total.get(PEER) else "—",
-            ]
-        )
-    return table(["figure", US, "n8n 2.8.4", "ratio (same run)"], rows)
+        row = ["resident memory at peak, every process summed (MB; lower is better)"]
+        row.append(_f(total.get(US)))
+        for peer in modes:
+            theirs = total.get(peer)
+            row += [_f(theirs), _x(theirs / total[US]) + " (theirs ÷ ours)" if theirs else "—"]
+        rows.append(row)
+    header = ["figure", US]
+    for peer in modes:
+        header += [PEER_TITLES.get(peer, peer), "ratio (same run)"]
+    return table(header, rows)
+
+
+PEER_TITLES = {PEER: "n8n 2.8.4", "n8n queue": "n8n 2.8.4 queue mode"}
 
 
 def write_report(results: dict[str, Any], path: Path, out_dir: Path) -> Path:
@@ -196,7 +215,16 @@ def write_report(results: dict[str, Any], path: Path, out_dir: Path) -> Path:
         lines += ["> Cut to stay within the time budget (`--budget`):", ">"]
         lines += [f"> - {what}" for what in meta["cuts"]]
         lines += [""]
-    lines += ["## Headline", "", *_headline(results), "", "## Targets (issue 11)", ""]
+    lines += ["## Headline", "", *_headline(results), ""]
+    if peer:
+        lines += [f"> {report_cost.published(results)}", ""]
+    lines += ["## Cost: CPU per run beside runs/s", "", *report_cost.cost_table(results), ""]
+    lines += ["## Targets (issue 15)", ""]
+    lines += table(
+        ["target", "measured", ""],
+        [[t, v, _ok(ok)] for t, v, ok in report_cost.targets(results, report_cost.load_baseline())],
+    )
+    lines += ["", "## Targets (issue 11)", ""]
     lines += table(["target", "measured", ""], [[t, v, _ok(ok)] for t, v, ok in targets(results)])
     lines += ["", *(f"![{name}]({rel}/{p.name})" for name, p in drawn.items()), ""]
     lines += ["## Machine and versions", ""]
@@ -247,6 +275,8 @@ def write_report(results: dict[str, Any], path: Path, out_dir: Path) -> Path:
             "```",
             "",
         ]
+    # The before-v3 figures are taken once, by hand (see the section); a rerun keeps them.
+    lines += report_cost.kept_section(path)
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -259,9 +289,21 @@ METHOD = """\
   per-round ratios.
 - AutomateOS runs as `make up` runs it: PostgreSQL with fsync on, Redis with its append-only
   file (`everysec`), auth, workflows, ingest (one process) and the worker supervisor, started
-  by the project's own fixtures (tests/fixtures). n8n 2.8.4 runs in its default regular mode on
-  SQLite, telemetry off, workflows imported and published from its CLI, each Webhook node
-  answering on receipt (as our 202 does), execution pruning off so nothing is deleted mid-count.
+  by the project's own fixtures (tests/fixtures). n8n 2.8.4 runs as its docs recommend for
+  production (`NODE_ENV=production`, logs at warn, every execution saved with its data, default
+  pruning), telemetry off, workflows imported and published from its CLI, each Webhook node
+  answering on receipt (as our 202 does), in two set-ups: regular mode (one process, SQLite,
+  executions run inside the process that takes the webhook) and queue mode (its main process,
+  2 `n8n worker` processes at their default 10 executions each, PostgreSQL and Redis started
+  for it on ports of their own, as durable as ours).
+- CPU per run: utime + stime (+ what reaped children used) from `/proc/<pid>/stat` of every
+  process of a system, read before a workload's first webhook and once all its runs show
+  finished, divided by the runs finished (bench/cpu.py). Whole system = ours: auth, workflows,
+  ingest, the worker supervisor with its worker and render processes, PostgreSQL (postmaster
+  and backends), Redis; n8n regular: its process and its task runner; n8n queue: main, workers
+  (with their task runners), PostgreSQL, Redis. "Worker" = our worker supervisor's tree, n8n's
+  workers in queue mode, its one process in regular mode. The load generator and the 200 ms
+  API are in neither.
 - Ingest: {duration} s wrk rounds at {connections} connections against the same workflow.
   Ours is measured with the worker stopped (the front door alone; the queue is then discarded);
   the LPUSH baseline is a bare FastAPI route doing one `LPUSH` on the same Redis. n8n has no
@@ -274,8 +316,9 @@ METHOD = """\
 - Idle latency: one webhook at a time, the systems alternating, from just before the request
   to the run's finish time as recorded in the system's database.
 - Memory: VmRSS of every process (PostgreSQL's backends summed as one) sampled every 0.5 s.
-- Scaling, bare RQ, history and profiles are ours only: n8n's regular mode has no worker
-  processes. Bare RQ: `SimpleWorker`s (what our worker builds on) draining no-op jobs.
+- Scaling, bare RQ, history and profiles are ours only (n8n queue mode's scaling is adding
+  workers; it runs here with its 2). Bare RQ: `SimpleWorker`s (what our worker builds on)
+  draining no-op jobs.
   History rows are inserted with one `generate_series` statement (two steps per run).
 - Profiles: pyinstrument (py-spy cannot read this machine's pyenv Python) around a second
   ingest process driven by wrk, and around one worker process started with exactly the command

@@ -74,6 +74,8 @@ def work_raw(results: dict[str, Any]) -> list[str]:
                         fmt(r["runs_per_s"], 1),
                         fmt(r["queue_wait_p50_ms"], 0),
                         fmt(r["queue_wait_p99_ms"], 0),
+                        fmt(r.get("cpu_ms_per_run_worker"), 2),
+                        fmt(r.get("cpu_ms_per_run_system"), 2),
                     ]
                 )
     return table(
@@ -87,6 +89,8 @@ def work_raw(results: dict[str, Any]) -> list[str]:
             "runs/s",
             "queue wait p50 ms",
             "p99 ms",
+            "worker CPU ms/run",
+            "system CPU ms/run",
         ],
         rows,
     )
@@ -115,6 +119,8 @@ def scaling(results: dict[str, Any]) -> list[str]:
                 str(p),
                 fmt(point["runs_per_s"], 1),
                 times(point["runs_per_s"] / first if first else None),
+                fmt(point.get("cpu_ms_per_run_worker"), 2),
+                fmt(point.get("cpu_ms_per_run_system"), 2),
                 fmt(noop.get(p), 1),
                 fmt(point["queue_wait_p99_ms"], 0),
             ]
@@ -124,6 +130,8 @@ def scaling(results: dict[str, Any]) -> list[str]:
             "worker processes",
             "CPU-light runs/s",
             "vs 1 process",
+            "worker CPU ms/run",
+            "whole-system CPU ms/run",
             "bare RQ no-op jobs/s",
             "queue wait p99 ms",
         ],

@@ -100,7 +100,12 @@ def scaling_phase(args: argparse.Namespace, ours: Ours, sampler: Sampler) -> dic
         result = throughput_round(ours, BY_NAME["cpu"], runs)
         result["processes"] = processes
         points.append(result)
-        print(f"  {processes} worker processes: {result['runs_per_s']:.1f} runs/s", flush=True)
+        print(
+            f"  {processes} worker processes: {result['runs_per_s']:.1f} runs/s, CPU/run worker "
+            f"{result['cpu_ms_per_run_worker'] or 0:.2f} system "
+            f"{result['cpu_ms_per_run_system'] or 0:.2f} ms",
+            flush=True,
+        )
     ours.stop_worker()
     noop_jobs = max(100, int(300 * args.scale))
     for processes in args.scaling:

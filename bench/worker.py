@@ -1,5 +1,9 @@
 """`make bench-worker`: the worker engine's figures, each against a baseline run in this script.
 
+The "cost" stage prints runs/s beside CPU per run (the worker's processes, and the whole system
+under it: worker, PostgreSQL, Redis), CPU-light and I/O-bound, and at 1, 2 and 4 processes;
+`--stages cost --json F` is how BENCHMARKS.md's before/after figures are taken.
+
 The machine is shared and noisy, so every figure that has a baseline is printed as a ratio
 measured minutes apart in one process: the baseline is the same worker with `--concurrency 1`,
 i.e. the v1 model (one run per process, waits included). Jobs go on the queue exactly as
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import tempfile
 import time
@@ -27,9 +32,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench import graph
+from bench.worker_cost import HEADER as COST_HEADER
+from bench.worker_cost import Cost, context, cost_stage, results
 from scripts.localinfra import stop_process
 from shared.queue import RunEnqueuer, RunJob
-from tests.fixtures.servers import running_infra
+from tests.fixtures.servers import Infra, running_infra
 from tests.services.worker.harness import (
     LocalApi,
     create_user,
@@ -58,13 +65,14 @@ class Figure:
 
 
 class Bench:
-    def __init__(self, database_url: str, redis_url: str, api: LocalApi, workdir: Path) -> None:
-        self.database_url = database_url
-        self.redis_url = redis_url
+    def __init__(self, infra: Infra, api: LocalApi, workdir: Path) -> None:
+        self.infra = infra
+        self.database_url = infra.database_url
+        self.redis_url = infra.redis_url
         self.api = api
         self.workdir = workdir
-        self.db: AsyncEngine = create_async_engine(database_url)
-        self.redis = aioredis.Redis.from_url(redis_url)
+        self.db: AsyncEngine = create_async_engine(self.database_url)
+        self.redis = aioredis.Redis.from_url(self.redis_url)
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -195,9 +203,18 @@ def worker_rss(service: Any) -> list[float]:
     return [float(v) / 2**20 for v in re.findall(pattern, body, re.MULTILINE)]
 
 
-async def run(args: argparse.Namespace, bench: Bench) -> list[Figure]:
+async def run(args: argparse.Namespace, bench: Bench) -> tuple[list[Figure], list[Cost]]:
+    figures: list[Figure] = []
+    costs: list[Cost] = []
     try:
-        return [*await _io_and_cpu(bench, args), *await _waits(bench, args)]
+        if "cost" in args.stages:
+            print(f"\ncost: CPU per run from /proc (bench/worker_cost.py)\n{COST_HEADER}")
+            costs = await cost_stage(bench, args)
+        if "throughput" in args.stages:
+            figures += await _io_and_cpu(bench, args)
+        if "waits" in args.stages:
+            figures += await _waits(bench, args)
+        return figures, costs
     finally:
         await bench.close()
 
@@ -287,8 +304,15 @@ async def _waits(bench: Bench, args: argparse.Namespace) -> list[Figure]:
     ]
 
 
+STAGES = ("cost", "throughput", "waits")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.worker")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--cost-rounds", type=int, default=2, help="bursts per cost figure")
+    parser.add_argument("--scaling", type=int, nargs="*", default=[1, 2, 4], help="processes")
+    parser.add_argument("--json", type=Path, default=None, help="write the raw figures here")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--io-runs", type=int, default=300)
@@ -297,13 +321,23 @@ def main() -> None:
     parser.add_argument("--keyed-runs", type=int, default=1000)
     parser.add_argument("--keys", type=int, default=100)
     args = parser.parse_args()
+    meta = context()
+    print(f"{meta['date']} at {meta['commit']}; load average {meta['loadavg_at_start']:.1f}")
     with (
         tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp,
         running_infra() as infra,
         running_api() as api,
     ):
-        bench = Bench(infra.database_url, infra.redis_url, api, Path(tmp))
-        figures = asyncio.run(run(args, bench))
+        bench = Bench(infra, api, Path(tmp))
+        figures, costs = asyncio.run(run(args, bench))
+    if args.json is not None:
+        args.json.write_text(json.dumps(results(costs, meta), indent=1) + "\n")
+    if costs:
+        print(f"\n{COST_HEADER}")
+        for cost in costs:
+            print(cost.line())
+    if not figures:
+        return
     print(f"\n{'figure':<46} {'v2':>10} {'baseline':>10} {'ratio':>7}  {'unit':<8} target")
     print("baseline: the same worker with --concurrency 1 (one run per process, as before v2)")
     for figure in figures:

@@ -2,8 +2,9 @@
 #   make bench       every benchmark of our own: the worker engine, retention, and bench.compare
 #                    (our side and its baselines: bare FastAPI + LPUSH, bare RQ no-op jobs;
 #                    report in .bench/, gitignored); under 15 minutes in all
-#   make bench-peer  bench.compare side by side with n8n 2.8.4 (installed into .tools/ on first
-#                    use); regenerates BENCHMARKS.md and docs/bench/
+#   make bench-peer  bench.compare side by side with n8n 2.8.4, regular and queue mode (installed
+#                    into .tools/ on first use); regenerates BENCHMARKS.md and docs/bench/ (its
+#                    "Before engine v3 (baseline)" section is kept)
 # Other areas add theirs as prerequisites of `bench` in their own mk/<area>.mk.
 
 BENCH_ARGS ?=
@@ -32,7 +33,7 @@ bench-n8n: $(BENCH_STAMP) ## install n8n 2.8.4 into .tools/ (once; ~4-7 minutes 
 bench: bench-tools bench-retention ## every benchmark; ours side of bench.compare: ingest, runs/s per workload, latency, memory, scaling, history (COMPARE_ARGS=...)
 	$(PY) -m bench.compare --budget 9 $(COMPARE_ARGS)
 
-bench-peer: bench-tools bench-n8n ## side by side with n8n 2.8.4, alternating rounds; rewrites BENCHMARKS.md + docs/bench/
+bench-peer: bench-tools bench-n8n ## side by side with n8n 2.8.4 (regular + queue mode), runs/s and CPU per run; rewrites BENCHMARKS.md + docs/bench/
 	$(PY) -m bench.compare --peer --out docs/bench --report BENCHMARKS.md $(COMPARE_ARGS)
 
 bench-ingest: $(STAMP) ## ingest vs a bare FastAPI + Redis LPUSH: req/s, p50/p99, ratio (BENCH_ARGS="--dedupe --signed")
@@ -41,7 +42,7 @@ bench-ingest: $(STAMP) ## ingest vs a bare FastAPI + Redis LPUSH: req/s, p50/p99
 .PHONY: bench-worker
 bench: bench-worker
 
-bench-worker: $(STAMP) ## worker engine: I/O-bound and CPU-light runs/s, waits, parked runs, RSS, as ratios to --concurrency 1
+bench-worker: $(STAMP) ## worker engine: runs/s and CPU per run (1/2/4 processes), waits, parked runs, RSS (BENCH_ARGS="--stages cost")
 	$(PY) -m bench.worker $(BENCH_ARGS)
 
 bench-retention: $(STAMP) ## worker-style writes with and without the retention pruner deleting 10^5 old runs (BENCH_ARGS="--runs 1000000")
