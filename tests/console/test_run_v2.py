@@ -1,89 +1,81 @@
-"""How the run page and the run lists show what the workflow language v2 and flow control add:
-parallel steps side by side, a for-each step's items folded into counts, links to parent,
-child and replayed runs, and why a run waits.
-
-Those fields come from other branches (graph, children, flow). Until they are merged, these
-tests take a real run from the stack and add the fields to the API's real answer on its way
-to the browser (Playwright's route.fetch + fulfill), exactly in the shape of the brief's
-contract; once merged, the same assertions hold on runs that carry them natively."""
+"""How the run page and the run lists show what the workflow language v2 and flow control add,
+on real runs of the stack: parallel steps side by side, a for-each step's items folded into
+counts, links to parent, child and replayed runs, and why a run waits."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+import time
+from collections.abc import Iterator
 from typing import Any
 
-from playwright.sync_api import Route, expect
+import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import ApiUser
 from tests.console.conftest import Console
 from tests.e2e.conftest import create_workflow, wait_for_run
-
-NODES = [
-    {"id": "crm", "type": "log", "params": {"message": "crm"}},
-    {"id": "billing", "type": "log", "params": {"message": "billing"}},
-    {"id": "merge", "type": "log", "params": {"message": "merge"}},
-]
+from tests.shared.nodes.local_http import LocalServer, running_server
 
 
-def _runs(user: ApiUser, count: int) -> list[str]:
-    workflow = create_workflow(user, NODES, name="fan out")
-    with user.client("workflows") as api:
-        ids = [
-            api.post(f"/workflows/{workflow['id']}/run", json={}).json()["run_id"]
-            for _ in range(count)
-        ]
-    for run_id in ids:
-        wait_for_run(user, run_id)
-    return ids
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalServer]:
+    with running_server() as started:
+        yield started
 
 
-def _augment(change: Callable[[Any], None]) -> Callable[[Route], None]:
-    def handle(route: Route) -> None:
-        response = route.fetch()
-        body = response.json()
-        change(body)
-        route.fulfill(response=response, json=body)
-
-    return handle
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat()
-
-
-def test_parallel_steps_items_and_related_runs(console: Console, user: ApiUser) -> None:
-    run_id, parent, child, original = _runs(user, 4)
-
-    def v2(run: dict[str, Any]) -> None:
-        crm, billing, merge = run["steps"]
-        start = datetime.fromisoformat(crm["started_at"])
-        crm.update(started_at=_iso(start), duration_ms=1000)
-        billing.update(started_at=_iso(start + timedelta(milliseconds=5)), duration_ms=990)
-        merge.update(started_at=_iso(start + timedelta(milliseconds=1010)), duration_ms=3)
-        crm["items"] = [
+def _fan_out(user: ApiUser, server: LocalServer) -> dict[str, Any]:
+    """crm (a for-each of two slow calls and one bad URL) beside billing (a child run), then
+    merge after both."""
+    create_workflow(
+        user, [{"id": "t", "type": "transform", "params": {"values": {"ok": True}}}], name="enrich"
+    )
+    slow = server.url("/slow?s=0.4")
+    return create_workflow(
+        user,
+        [
             {
-                "index": i,
-                "status": s,
-                "output": {"i": i},
-                "error": "no" if s == "failed" else None,
-                "started_at": crm["started_at"],
-                "duration_ms": 10,
-            }
-            for i, s in enumerate(["succeeded", "succeeded", "failed"])
-        ]
-        billing["child_run_id"] = child
-        run.update(parent_run_id=parent, replay_of=original)
+                "id": "crm",
+                "type": "http_request",
+                "after": [],
+                "for_each": "{{ [1, 1, 0] }}",
+                "continue_on_fail": True,
+                "params": {"url": "{{ '" + slow + "' if item else 'not a url' }}"},
+            },
+            {
+                "id": "billing",
+                "type": "call_workflow",
+                "after": [],
+                "params": {"workflow": "enrich", "input": {}, "wait": False},
+            },
+            {"id": "merge", "type": "log", "after": ["crm", "billing"], "params": {"message": "m"}},
+        ],
+        name="fan out",
+    )
+
+
+def test_parallel_steps_items_and_related_runs(
+    console: Console, user: ApiUser, server: LocalServer
+) -> None:
+    workflow = _fan_out(user, server)
+    with user.client("workflows") as api:
+        run_id = api.post(f"/workflows/{workflow['id']}/run", json={}).json()["run_id"]
+    run = wait_for_run(user, run_id)
+    assert run["status"] == "succeeded", run
+    child = next(step for step in run["steps"] if step["node_id"] == "billing")["child_run_id"]
+    with user.client("workflows") as api:
+        replayed = api.post(f"/runs/{run_id}/replay", json={"from_step": "merge"})
+    assert replayed.status_code == 202, replayed.text
+    replay_id = replayed.json()["run_id"]
+    wait_for_run(user, replay_id)
+    wait_for_run(user, child)
 
     console.log_in(user)
     page = console.page
-    page.route(f"**/runs/{run_id}", _augment(v2))
     console.go(f"#/runs/{run_id}")
-
     parallel = page.get_by_test_id("parallel")
     expect(parallel).to_contain_text("2 steps ran in parallel")
-    expect(parallel.locator(".lanes > li.step")).to_have_count(2)
     lanes = parallel.locator(".lanes > li.step")
+    expect(lanes).to_have_count(2)
     left, right = lanes.nth(0).bounding_box(), lanes.nth(1).bounding_box()
     assert left is not None
     assert right is not None
@@ -97,41 +89,46 @@ def test_parallel_steps_items_and_related_runs(console: Console, user: ApiUser) 
     expect(items.locator(".item-list > li").first).not_to_be_visible()
     items.locator("> summary").click()
     expect(items.locator(".item-list > li")).to_have_count(3)
-    expect(items.locator(".item-list > li").nth(2)).to_contain_text("no")
 
     expect(page.get_by_test_id("child-run")).to_have_attribute("href", f"#/runs/{child}")
-    expect(page.get_by_test_id("replay-of")).to_have_attribute("href", f"#/runs/{original}")
+    console.go(f"#/runs/{replay_id}")
+    expect(page.get_by_test_id("replay-of")).to_have_attribute("href", f"#/runs/{run_id}")
+    console.go(f"#/runs/{child}")
     page.get_by_test_id("parent-run").click()
-    expect(page.locator("code.run-id")).to_have_text(parent)
+    expect(page.locator("code.run-id")).to_have_text(run_id)
     assert console.problems == []
 
 
-def test_a_waiting_run_says_why_in_lists_and_on_its_page(console: Console, user: ApiUser) -> None:
-    [run_id] = _runs(user, 1)
-
-    def waiting(run: dict[str, Any]) -> None:
-        run.update(
-            status="queued",
-            waiting_reason="concurrency_limit",
-            waiting_detail={"key": "customer-7", "limit": 1},
+def test_a_waiting_run_says_why_in_lists_and_on_its_page(
+    console: Console, user: ApiUser, server: LocalServer
+) -> None:
+    workflow = create_workflow(
+        user,
+        [{"id": "call", "type": "http_request", "params": {"url": server.url("/slow?s=4")}}],
+        name="one per customer",
+        concurrency={"limit": 1, "key": "{{ trigger.body.customer }}"},
+    )
+    with user.client("workflows") as api:
+        first, second = (
+            api.post(f"/workflows/{workflow['id']}/run", json={"customer": "customer-7"}).json()[
+                "run_id"
+            ]
+            for _ in range(2)
         )
-
-    def listed(page_: dict[str, Any]) -> None:
-        for run in page_["items"]:
-            if run["id"] == run_id:
-                waiting(run)
+        # The second waits for the first's place (bounded: the first call takes 4 s).
+        end = time.monotonic() + 10
+        while api.get(f"/runs/{second}").json()["waiting_reason"] != "concurrency_limit":
+            assert time.monotonic() < end, api.get(f"/runs/{second}").json()
+            time.sleep(0.1)
 
     console.log_in(user)
     page = console.page
-    page.route("**/runs?*", _augment(listed))
-    page.route(f"**/runs/{run_id}", _augment(waiting))
     console.go("#/runs")
-    row = page.locator("ul.all-runs > li", has_text=run_id)
-    expect(row.get_by_test_id("waiting-reason")).to_have_text(
-        "concurrency limit reached · key customer-7 · limit 1"
-    )
-    row.get_by_role("link", name=run_id).click()
-    expect(page.get_by_test_id("waiting-reason")).to_have_text(
-        "concurrency limit reached · key customer-7 · limit 1"
-    )
+    row = page.locator("ul.all-runs > li", has_text=second)
+    expect(row.get_by_test_id("waiting-reason")).to_contain_text("concurrency limit reached")
+    expect(row.get_by_test_id("waiting-reason")).to_contain_text("key customer-7")
+    row.get_by_role("link", name=second).click()
+    expect(page.get_by_test_id("waiting-reason")).to_contain_text("concurrency limit reached")
     assert console.problems == []
+    for run_id in (first, second):
+        assert wait_for_run(user, run_id, deadline_s=30)["status"] == "succeeded"
