@@ -41,15 +41,26 @@ _COLUMNS = (
 )
 # SKIP LOCKED: two holders overlapping for a moment (a paused process renewing late) take
 # different rows instead of waiting on each other.
+# Due: waiting runs past their resume time, and cancelled parked children (whose parents learn
+# of the cancellation from their last continuation): these are taken once (resume_at cleared).
 _TAKE_DUE = text(
     f"""
-    UPDATE workflow_runs r SET resume_at = now() + make_interval(secs => :redeliver)
-    FROM workflows w
-    WHERE w.id = r.workflow_id AND r.id IN (
+    WITH due AS (
         SELECT id FROM workflow_runs
         WHERE status = 'waiting' AND resume_at <= now() AND (queue = :queue OR queue IS NULL)
         ORDER BY resume_at LIMIT :limit FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        SELECT id FROM workflow_runs
+        WHERE status = 'cancelled' AND resume_at <= now() AND parent_run_id IS NOT NULL
+          AND (queue = :queue OR queue IS NULL)
+        LIMIT :limit FOR UPDATE SKIP LOCKED
     )
+    UPDATE workflow_runs r
+    SET resume_at = CASE WHEN r.status = 'waiting'
+                         THEN now() + make_interval(secs => :redeliver) END
+    FROM workflows w
+    WHERE w.id = r.workflow_id
+      AND r.id IN (SELECT id FROM due UNION ALL SELECT id FROM gone)
     RETURNING {_COLUMNS}
     """  # noqa: S608
 )

@@ -158,6 +158,12 @@ class WorkflowRun(SQLModel, table=True):
             "parent_run_id",
             postgresql_where=text("parent_run_id IS NOT NULL"),
         ),
+        # Cancelled parked children until their last continuation (services/worker/dueruns.py).
+        Index(
+            "ix_workflow_runs_cancelled_resume",
+            "resume_at",
+            postgresql_where=text("status = 'cancelled' AND resume_at IS NOT NULL"),
+        ),
         # The census counts waiting runs by reason (services/worker/flow/census.py).
         Index(
             "ix_workflow_runs_waiting_reason",

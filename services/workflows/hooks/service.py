@@ -74,8 +74,10 @@ def hook_record(workflow: Workflow) -> HookRecord:
         "active": workflow.active,
         "sealed": True,
         "signature": signature,
-        "rate_limit": workflow.rate_limit,  # type: ignore[typeddict-item]
     }
+    # Only what a workflow sets: most records stay as small as before.
+    if workflow.rate_limit:
+        record["rate_limit"] = workflow.rate_limit  # type: ignore[typeddict-item]
     if workflow.flow:
         record["flow"] = workflow.flow
     return record

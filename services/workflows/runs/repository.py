@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import and_, bindparam, case, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -148,7 +148,23 @@ class RunRepository:
                 col(WorkflowRun.owner_id) == owner_id,
                 col(WorkflowRun.status).in_(CANCELLABLE),
             )
-            .values(status="cancelled", error=CANCELLED_ERROR, finished_at=now, resume_at=None)
+            .values(
+                status="cancelled",
+                error=CANCELLED_ERROR,
+                finished_at=now,
+                # A parked child keeps a resume time: the worker's due-run poller then delivers
+                # its continuation once more, which finds it cancelled and wakes its parent.
+                resume_at=case(
+                    (
+                        and_(
+                            col(WorkflowRun.status) == "waiting",
+                            col(WorkflowRun.parent_run_id).is_not(None),
+                        ),
+                        now,
+                    ),
+                    else_=None,
+                ),
+            )
             .returning(col(WorkflowRun.id))
         )
         return result.scalar_one_or_none() is not None
