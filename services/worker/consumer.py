@@ -165,7 +165,14 @@ class Consumer:
                     # More may be waiting: come straight round (yielding to the new runs).
                     await asyncio.sleep(0)
                     continue
-                await self._idle(next_renewal)
+                try:
+                    await self._idle(next_renewal)
+                except (RedisError, OSError) as exc:
+                    # The blocking pop failed: Redis went away, or the loop was held (a node
+                    # hogging it) past the pop's socket timeout. The next round retries.
+                    log.warning("waiting on the queue failed (%s); retrying", exc)
+                    await self._pause(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF_S)
         finally:
             if self._waiter is not None:
                 # It ends by its own short timeout; cancelling would cut its connection mid-reply.

@@ -33,7 +33,7 @@ def poller(db: AsyncEngine, client: aioredis.Redis) -> DueRunPoller:
     return DueRunPoller(db, client, enqueuer, interval_s=1, batch=500, redeliver_after_s=1.0)
 
 
-async def _parked(db: AsyncEngine, resume_in_s: float) -> str:
+async def _parked(db: AsyncEngine, resume_in_s: float, queue: str) -> str:
     workflow = await create_workflow(
         db, await create_user(db), [{"id": "wait", "type": "delay", "params": {"seconds": 60}}]
     )
@@ -42,9 +42,9 @@ async def _parked(db: AsyncEngine, resume_in_s: float) -> str:
         await conn.execute(
             text(
                 "INSERT INTO workflow_runs (id, workflow_id, owner_id, workflow_version, status,"
-                " trigger, attempt, accepted_at, started_at, resume_at, waiting_step)"
+                " trigger, attempt, accepted_at, started_at, resume_at, waiting_step, queue)"
                 " VALUES (:id, :wf, :owner, :version, 'waiting', CAST(:trigger AS jsonb), 1,"
-                " now(), now(), :resume_at, 0)"
+                " now(), now(), :resume_at, 0, :queue)"
             ),
             {
                 "id": run_id,
@@ -53,6 +53,8 @@ async def _parked(db: AsyncEngine, resume_in_s: float) -> str:
                 "version": workflow.version,
                 "trigger": '{"body": {"n": 1}, "headers": {}, "query": {}, "method": "POST"}',
                 "resume_at": datetime.now(UTC) + timedelta(seconds=resume_in_s),
+                # Parked on this poller's queue: the stacks other tests run poll theirs only.
+                "queue": queue,
             },
         )
     return str(run_id)
@@ -67,7 +69,8 @@ async def _queued(client: aioredis.Redis, poller: DueRunPoller, *runs: str) -> l
 async def test_a_due_run_is_enqueued_once_and_again_only_if_its_continuation_is_lost(
     db: AsyncEngine, client: aioredis.Redis, poller: DueRunPoller
 ) -> None:
-    due, later = await _parked(db, -1), await _parked(db, 3600)
+    queue = poller.enqueuer.queue_name
+    due, later = await _parked(db, -1, queue), await _parked(db, 3600, queue)
     await poller.poll_once()
     await poller.poll_once()
     assert await _queued(client, poller, due, later) == [f"{due}-p0"]
@@ -90,7 +93,7 @@ async def test_a_due_run_is_enqueued_once_and_again_only_if_its_continuation_is_
 async def test_a_woken_run_is_enqueued_before_its_time(
     db: AsyncEngine, client: aioredis.Redis, poller: DueRunPoller
 ) -> None:
-    run_id = await _parked(db, 3600)
+    run_id = await _parked(db, 3600, poller.enqueuer.queue_name)
     gone = str(uuid.uuid4())  # woken, but no longer waiting: dropped
     await client.zadd(wake_key(poller.enqueuer.queue_name), {run_id: 1, gone: 1})
     await poller.poll_once()
