@@ -4,19 +4,25 @@ Per key, a hash `automateos:flow:deb:<workflow>:<key value>` holds the run the t
 into (`run`), when its first trigger came (`first`), when it is due (`due`: `period_s` after
 the last trigger, at most `max_wait_s` after the first) and the last trigger (`trigger`).
 
-Ingest folds each trigger with `FOLD`: the first one of a key creates the run and schedules
-its job for `due`; later ones only move `due` on and replace `trigger`, and their answer names
-the run they joined. The worker, when the job comes, `TAKE`s the hash: not due yet (a later
-trigger moved it on) → the job is scheduled again for `due`; due → the run starts with the last
-trigger, and the key is closed (`taken`), so the next trigger starts a new run. A redelivery of
-a taken run reads the same last trigger again.
+Ingest folds each trigger with `FOLD`: the first one of a key creates the run and, in the same
+script, schedules its job for `due`; later ones only move `due` on and replace `trigger`, and
+their answer names the run they joined. The worker, when the job comes, `TAKE`s the hash: not
+due yet (a later trigger moved it on) → the job is scheduled again for `due`; due → the run
+starts with the last trigger, and the key is closed (`taken`), so the next trigger starts a new
+run. A redelivery of a taken run reads the same last trigger again.
 """
 
 from __future__ import annotations
 
+from shared.resp import RUN_COMMANDS
+
 # KEYS: the debounce hash. ARGV: run id if a new run is needed, now, period_s, max_wait_s
-# (0: none), trigger JSON, TTL ms. Returns {run id, 1 if created else 0, due}.
-FOLD = """
+# (0: none), trigger JSON, TTL ms, then the new run's job commands scheduled for now + period_s
+# (shared.resp.arguments), run only when the run is created: the hash never names a run whose
+# job was not stored. Returns {run id, 1 if created else 0, due}.
+FOLD = (
+    RUN_COMMANDS
+    + """
 local now, period, max_wait = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local run = redis.call('HGET', KEYS[1], 'run')
 if run and not redis.call('HGET', KEYS[1], 'taken') then
@@ -29,12 +35,14 @@ if run and not redis.call('HGET', KEYS[1], 'taken') then
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
   return {run, 0, string.format('%.6f', due)}
 end
+run_commands(7)
 redis.call('DEL', KEYS[1])
 local due = string.format('%.6f', now + period)
 redis.call('HSET', KEYS[1], 'run', ARGV[1], 'first', ARGV[2], 'due', due, 'trigger', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return {ARGV[1], 1, due}
 """
+)
 
 # KEYS: the debounce hash. ARGV: run id, now. Returns {"wait", due} while not due,
 # {"take", trigger JSON} when due (closing the key), {"gone"} when the hash is not this run's.

@@ -28,7 +28,7 @@ import orjson
 from rq.utils import utcformat, utcparse
 
 from shared.flow import Priority
-from shared.resp import bulk, encode
+from shared.resp import arguments, bulk, encode, pack
 
 # The queue contract's function (shared.queue.JOB_FUNCTION; not imported: shared.queue uses
 # this module). tests/services/ingest/test_jobs.py checks the two agree.
@@ -137,14 +137,16 @@ class JobTemplate:
         probe = _probe(_PROBE_RUN, _PROBE_WORKFLOW, {"probe": True}, priority)
         commands = [args for args, _options in enqueuer.commands(probe)]
         self.count = len(commands)
-        self._pieces = self._derive(commands)
+        self.argument_count = sum(len(args) + 1 for args in commands)
+        self._pieces = self._derive(commands, _array_header)
+        self._argument_pieces = self._derive(commands, _count_argument)
         self._verify(enqueuer)
 
     @staticmethod
-    def _derive(commands: list[tuple[Any, ...]]) -> list[Piece]:
+    def _derive(commands: list[tuple[Any, ...]], header: Callable[[int], bytes]) -> list[Piece]:
         pieces: list[Piece] = []
         for args in commands:
-            pieces.append(b"*%d\r\n" % len(args))
+            pieces.append(header(len(args)))
             is_hset = str(args[0]).upper() == "HSET"
             for index, arg in enumerate(args):
                 field = encode(args[index - 1]) if is_hset and index >= 3 and index % 2 else None
@@ -167,17 +169,28 @@ class JobTemplate:
 
     def render(self, job: RunJob, now: datetime | None = None) -> bytes:
         """The job's commands as RESP bytes (`count` commands), timestamps from `now`."""
+        return self._fill(self._pieces, job, now)
+
+    def render_arguments(self, job: RunJob, now: datetime | None = None) -> bytes:
+        """The job's commands as `argument_count` script arguments (shared.resp.arguments)."""
+        return self._fill(self._argument_pieces, job, now)
+
+    @staticmethod
+    def _fill(pieces: list[Piece], job: RunJob, now: datetime | None) -> bytes:
         ts = utcformat(now or datetime.now(UTC)).encode()
         data = serialise(job)
         return b"".join(
-            piece if isinstance(piece, bytes) else piece(job, ts, data) for piece in self._pieces
+            piece if isinstance(piece, bytes) else piece(job, ts, data) for piece in pieces
         )
 
     def _verify(self, enqueuer: CommandSource) -> None:
         body = {"text": 'grüße {braces} "quotes" \\ ✓', "n": [1, 2.5, None, True], "e": {}}
         check = _probe("01900000-0000-7000-8000-00000000beef", "0190-{odd}-id", body, self.priority)
         expected = [args for args, _options in enqueuer.commands(check)]
-        ours = _unpack(self.render(check))
+        now = datetime.now(UTC)
+        ours = _unpack(self.render(check, now))
+        if _unpack_arguments(self.render_arguments(check, now)) != ours:
+            raise TemplateMismatch("the script-argument form differs from the RESP form")
         if len(ours) != len(expected):
             raise TemplateMismatch(f"{len(ours)} commands, RQ sends {len(expected)}")
         for mine, theirs in zip(ours, expected, strict=True):
@@ -229,19 +242,48 @@ def _unpack(resp: bytes) -> list[list[bytes]]:
     return commands
 
 
+def _unpack_arguments(flat: bytes) -> list[list[bytes]]:
+    """Parse script arguments (a count, then that many arguments, ...) into argument lists."""
+    values: list[bytes] = []
+    pos = 0
+    while pos < len(flat):
+        end = flat.index(b"\r\n", pos)
+        size = int(flat[pos + 1 : end])
+        values.append(flat[end + 2 : end + 2 + size])
+        pos = end + 2 + size + 2
+    commands: list[list[bytes]] = []
+    index = 0
+    while index < len(values):
+        count = int(values[index])
+        commands.append(values[index + 1 : index + 1 + count])
+        index += count + 1
+    return commands
+
+
+def _array_header(count: int) -> bytes:
+    return b"*%d\r\n" % count
+
+
+def _count_argument(count: int) -> bytes:
+    return bulk(b"%d" % count)
+
+
 class RqJobPacker:
     """The fallback: RQ builds every job (exact whatever RQ's layout, several times slower)."""
 
     def __init__(self, enqueuer: CommandSource) -> None:
         self._enqueuer = enqueuer
-        self.count = len(enqueuer.commands(_probe(_PROBE_RUN, _PROBE_WORKFLOW, None)))
+        probe = enqueuer.commands(_probe(_PROBE_RUN, _PROBE_WORKFLOW, None))
+        self.count = len(probe)
+        self.argument_count = sum(len(args) + 1 for args, _options in probe)
 
     def render(self, job: RunJob, now: datetime | None = None) -> bytes:
         """The job's commands as RESP bytes, built by RQ."""
-        return b"".join(
-            b"*%d\r\n" % len(args) + b"".join(bulk(encode(arg)) for arg in args)
-            for args, _options in self._enqueuer.commands(job)
-        )
+        return b"".join(pack(*args) for args, _options in self._enqueuer.commands(job))
+
+    def render_arguments(self, job: RunJob, now: datetime | None = None) -> bytes:
+        """The job's commands as script arguments, built by RQ."""
+        return b"".join(arguments(*args) for args, _options in self._enqueuer.commands(job))
 
 
 JobPacker = JobTemplate | RqJobPacker

@@ -139,6 +139,17 @@ class RunEnqueuer:
 
     def packed(self, job: RunJob) -> tuple[bytes, int]:
         """The job's enqueue commands as RESP bytes, and how many commands they are."""
+        packer = self._packer(job)
+        return packer.render(job), packer.count
+
+    def packed_arguments(self, job: RunJob) -> tuple[bytes, int]:
+        """The job's enqueue commands as script arguments (`shared.resp.RUN_COMMANDS` runs
+        them), and how many arguments they are: for a script that stores the job atomically
+        with a decision of its own."""
+        packer = self._packer(job)
+        return packer.render_arguments(job), packer.argument_count
+
+    def _packer(self, job: RunJob) -> JobPacker:
         name = self.queue_name if "flow" not in job else job_queue(self.queue_name, job)
         packer = self._packers.get(name)
         if packer is None:
@@ -146,7 +157,7 @@ class RunEnqueuer:
             flow = job.get("flow")
             priority = None if flow is None or name == self.queue_name else flow.get("priority")
             packer = self._packers[name] = job_packer(self, priority)
-        return packer.render(job), packer.count
+        return packer
 
     def _queue_of(self, job: RunJob) -> Queue:
         name = job_queue(self.queue_name, job)

@@ -15,7 +15,8 @@ from services.ingest.hooks.admission import OverloadGauge, TokenBuckets
 from services.ingest.hooks.debounce import Debouncer
 from services.ingest.hooks.endpoints import IngestApp, document
 from services.ingest.hooks.resolver import HookResolver, InternalHookSource
-from services.ingest.hooks.service import Admission, RunStore, WebhookService
+from services.ingest.hooks.service import Admission, WebhookService
+from services.ingest.hooks.store import RunStore
 from services.ingest.leanredis import LeanRedis
 from shared.queue import RunEnqueuer, queue_key
 from shared.service import ReadinessCheck, build_app

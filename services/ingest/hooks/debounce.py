@@ -1,20 +1,20 @@
 """Folding webhook deliveries of a debounced workflow into one run (shared/flow_debounce.py).
 
-Only workflows with `debounce` come here; the others keep ingest's one-MULTI path. A folded
-delivery costs one script call; the first of a key also stores its run's job, scheduled for
-the end of the debounce period (RQ's scheduled registry, through the one enqueue API).
+Only workflows with `debounce` come here; the others keep ingest's one-MULTI path. A delivery
+costs one script call, which carries the job a new run would need (RQ's commands to schedule
+it for the end of the debounce period, through the one enqueue API): the first delivery of a
+key stores it in the same script that creates the key, so no key ever names a run without a
+job, even when Redis dies between two commands.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import suppress
 from datetime import UTC, datetime
 
 import orjson
-from redis.exceptions import RedisError
 
-from services.ingest.leanredis import LeanRedis, pack
+from services.ingest.leanredis import LeanRedis
 from shared.flow import DebounceSpec, redis_key
 from shared.flow_debounce import FOLD, ttl_ms
 from shared.flow_keys import render_key
@@ -35,28 +35,28 @@ class Debouncer:
         """
         key = redis_key("deb", job["workflow_id"], render_key(spec.get("key"), job["trigger"]))
         max_wait = spec.get("max_wait_s")
-        run_id, created, due = await self._redis.call(
+        now = time.time()
+        # The job a new run would need, scheduled for when FOLD would make it due.
+        at = datetime.fromtimestamp(now + float(spec["period_s"]), UTC)
+        commands = [
+            argument
+            for args, _options in self._enqueuer.commands(job, at)
+            for argument in (len(args), *args)
+        ]
+        run_id, created, _due = await self._redis.call(
             "EVAL",
             FOLD,
             1,
             key,
             job["run_id"],
-            repr(time.time()),
+            repr(now),
             repr(float(spec["period_s"])),
             repr(float(max_wait or 0)),
             orjson.dumps(job["trigger"]),
             ttl_ms(spec["period_s"], max_wait),
+            *commands,
         )
         run = run_id.decode() if isinstance(run_id, bytes) else str(run_id)
         if not int(created):
             return run, True
-        at = datetime.fromtimestamp(float(due), UTC)
-        commands = [pack(*args) for args, _options in self._enqueuer.commands(job, at)]
-        try:
-            await self._redis.transaction(commands, len(commands))
-        except (RedisError, OSError, TimeoutError):
-            # Without its job the run would never start: later deliveries must not join it.
-            with suppress(RedisError, OSError, TimeoutError):
-                await self._redis.call("DEL", key)
-            raise
         return run, False

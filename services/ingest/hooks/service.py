@@ -4,8 +4,9 @@ Order matters: checks that need no I/O and no body come first (size by Content-L
 the signature is checked on the raw bytes before any parsing, and the dedupe claim is taken only
 for a delivery that is otherwise acceptable, so a rejected request never consumes a key.
 
-Redis sees one MULTI per accepted delivery (the RQ job), plus one `SET NX GET` before it when the
-sender gave an idempotency key. A 202 goes out only after Redis acknowledged the MULTI.
+Redis sees one write per accepted delivery: a MULTI with the RQ job, or, when the sender gave an
+idempotency key, one script that claims the key and stores the job (store.py). A 202 goes out
+only after Redis acknowledged it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,9 +35,9 @@ from services.ingest.hooks.payload import (
 )
 from services.ingest.hooks.resolver import Hook, HookLookupFailed, HookResolver
 from services.ingest.hooks.signatures import SignatureRejected
-from services.ingest.leanredis import LeanRedis, pack
+from services.ingest.hooks.store import QueueUnavailable, RunStore
 from shared.ids import uuid7
-from shared.queue import RunEnqueuer, RunJob
+from shared.queue import RunJob
 from shared.telemetry import RUN_ID, WEBHOOK_OUTCOME, WORKFLOW_ID, EntrySpan
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,6 @@ _OUTCOMES = {
 }
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255
-# The dedupe claim lives this long until the job is stored, then gets the full window. If the
-# enqueue fails and even the DEL cannot reach Redis, the sender's retry is blocked (answered
-# with a run id that does not exist) for at most this long instead of for days.
-CLAIM_SECONDS = 30
 RETRY_AFTER_SECONDS = 5
 
 
@@ -155,53 +151,6 @@ class Admission:
     buckets: TokenBuckets
     default_per_s: float
     default_burst: int
-
-
-class QueueUnavailable(Exception):
-    """Redis did not confirm that it stored the job."""
-
-
-class RunStore:
-    """Writes accepted deliveries to Redis: the optional dedupe claim, then the RQ job."""
-
-    def __init__(self, redis: LeanRedis, enqueuer: RunEnqueuer, dedupe_ttl_s: int) -> None:
-        self._redis = redis
-        self._enqueuer = enqueuer
-        self._dedupe_ttl = dedupe_ttl_s
-        self._claim_ttl = min(CLAIM_SECONDS, dedupe_ttl_s)
-
-    async def store(self, job: RunJob, dedupe_key: str | None) -> tuple[str, bool]:
-        """Store `job` unless `dedupe_key` was claimed before: (run id, was it a duplicate).
-
-        Raises QueueUnavailable when Redis fails or times out; the claim is released then, so
-        the sender's retry can succeed. Raises ValueError/RecursionError when the job cannot be
-        serialised, before anything is written.
-        """
-        # Serialise before claiming the key: an unserialisable body must not consume it.
-        packed, count = self._enqueuer.packed(job)
-        run_id = job["run_id"]
-        try:
-            if dedupe_key is None:
-                await self._redis.transaction((packed,), count)
-                return run_id, False
-            # One command checks and claims: no window where two deliveries both see "new".
-            first = await self._redis.call(
-                "SET", dedupe_key, run_id, "NX", "GET", "EX", self._claim_ttl
-            )
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise QueueUnavailable(repr(exc)) from exc
-        # Our own run id back means a retried SET had already claimed the key for us.
-        if first is not None and first != run_id.encode():
-            return (first.decode() if isinstance(first, bytes) else str(first)), True
-        # The job is stored, then the claim may block duplicates for the whole window.
-        extend = pack("EXPIRE", dedupe_key, self._dedupe_ttl)
-        try:
-            await self._redis.transaction((packed, extend), count + 1)
-        except (RedisError, OSError, TimeoutError) as exc:
-            with suppress(RedisError, OSError, TimeoutError):
-                await self._redis.call("DEL", dedupe_key)
-            raise QueueUnavailable(repr(exc)) from exc
-        return run_id, False
 
 
 class WebhookService:
