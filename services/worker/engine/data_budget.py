@@ -14,10 +14,15 @@ plus a marker per step beyond it.
 The counter is one Redis key per workflow and day, checked and charged by one script, so the
 worker processes of the deployment share it. Only the bytes actually recorded are charged.
 Redis failing here must not fail the run: the run is recorded whole, and a warning logged.
+
+The runs of a process that finish in the same turn of the event loop are charged by one script
+call, in the order they finished (a run's bytes decide against what the ones before it left):
+a round trip per run was the largest cost the budget added to a plain run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -43,15 +48,20 @@ KEY_PREFIX = "automateos:run-data:"
 _KEY_TTL_S = 2 * 24 * 3600
 _MARKER_REASON = "run_data_budget"
 
-# KEYS[1] the day's counter. ARGV: the run's bytes, the budget, the markers' bytes, the TTL.
-# Charges the run's bytes and returns 1 when they fit; else charges the markers, returns 0.
+# KEYS: a day's counter per run (a key may repeat). ARGV: the budget, the TTL, then per run its
+# bytes and its markers' bytes. Charges each run's bytes when they fit, else its markers;
+# returns 1 (fits) or 0 per run, in order.
 _CHARGE = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-local fits = used + tonumber(ARGV[1]) <= tonumber(ARGV[2])
-redis.call('INCRBY', KEYS[1], fits and ARGV[1] or ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-if fits then return 1 end
-return 0
+local budget, fitted = tonumber(ARGV[1]), {}
+for i, key in ipairs(KEYS) do
+  local bytes, markers = ARGV[2 * i + 1], ARGV[2 * i + 2]
+  local used = tonumber(redis.call('GET', key) or '0')
+  local fits = used + tonumber(bytes) <= budget
+  redis.call('INCRBY', key, fits and bytes or markers)
+  redis.call('EXPIRE', key, ARGV[2])
+  fitted[i] = fits and 1 or 0
+end
+return fitted
 """
 
 
@@ -67,11 +77,17 @@ def _marker(size: int) -> orjson.Fragment:
 
 # A marker's size: {"truncated":true,"reason":"run_data_budget","size":<up to 20 digits>}.
 _MARKER_BYTES = len(orjson.dumps(_marker(10**19)))
+_MARKER_BASE_BYTES = len(orjson.dumps(_marker(0))) - 1
 
 
 def _shrunk(payload: orjson.Fragment | None, size: int) -> orjson.Fragment | None:
     """The payload as recorded over budget: itself when no bigger than a marker."""
     return payload if payload is None or size <= _MARKER_BYTES else _marker(size)
+
+
+def _shrunk_size(size: int) -> int:
+    """What `_shrunk` of a payload of `size` bytes weighs, without building the marker."""
+    return size if size <= _MARKER_BYTES else _MARKER_BASE_BYTES + len(str(size))
 
 
 class RunDataBudget:
@@ -88,6 +104,9 @@ class RunDataBudget:
         self.budget_bytes = budget_bytes
         self._now = now
         self._warned_at = 0.0
+        # Charges waiting for this turn of the loop to end: (key, bytes, markers' bytes, answer).
+        self._pending: list[tuple[str, int, int, asyncio.Future[bool]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def apply(self, workflow_id: str, steps: Sequence[StepRecord]) -> None:
         """Charge the steps' inputs and outputs; replace them by markers when over budget."""
@@ -96,25 +115,53 @@ class RunDataBudget:
         if total == 0:
             return
         # Over budget, a payload is replaced by its marker unless it is no bigger than one.
-        markers = [
-            (_shrunk(step.input, a), _shrunk(step.output, b))
-            for step, (a, b) in zip(steps, sizes, strict=True)
-        ]
-        marker_bytes = sum(_size(i) + _size(o) for i, o in markers)
+        marker_bytes = sum(_shrunk_size(a) + _shrunk_size(b) for a, b in sizes)
         key = f"{KEY_PREFIX}{workflow_id}:{self._now().strftime('%Y%m%d')}"
-        try:
-            fits = await self._charge(
-                keys=[key], args=[total, self.budget_bytes, marker_bytes, _KEY_TTL_S]
-            )
-        except (RedisError, OSError, TimeoutError) as exc:
-            if time.monotonic() - self._warned_at > 60:
-                self._warned_at = time.monotonic()
-                log.warning("run-data budget unavailable; recording whole: %r", exc)
+        if await self._fits(key, total, marker_bytes):
             return
-        if fits:
-            return
-        for step, (new_input, new_output) in zip(steps, markers, strict=True):
+        for step, (a, b) in zip(steps, sizes, strict=True):
+            new_input, new_output = _shrunk(step.input, a), _shrunk(step.output, b)
             truncated = (new_input is not step.input) + (new_output is not step.output)
             if truncated:
                 step.input, step.output = new_input, new_output
                 STEP_DATA_TRUNCATED.inc(truncated)
+
+    async def _fits(self, key: str, total: int, marker_bytes: int) -> bool:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()
+        if not self._pending:
+            # Sent once the runs that are ready in this turn of the loop have joined.
+            loop.call_soon(self._send_pending)
+        self._pending.append((key, total, marker_bytes, answer))
+        return await answer
+
+    def _send_pending(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[str, int, int, asyncio.Future[bool]]]) -> None:
+        args: list[int] = [self.budget_bytes, _KEY_TTL_S]
+        for _key, total, markers, _answer in batch:
+            args += (total, markers)
+        try:
+            fitted = await self._charge(keys=[key for key, *_ in batch], args=args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            if time.monotonic() - self._warned_at > 60:
+                self._warned_at = time.monotonic()
+                log.warning(
+                    "run-data budget unavailable; recording whole: %s: %s",
+                    type(exc).__name__,
+                    exc,
+                )
+            fitted = [1] * len(batch)
+        except BaseException:
+            # Cancelled (shutdown) or a bug: the runs waiting are recorded whole.
+            for *_, answer in batch:
+                if not answer.done():
+                    answer.set_result(True)
+            raise
+        for (*_, answer), fits in zip(batch, fitted, strict=True):
+            if not answer.done():
+                answer.set_result(bool(fits))
