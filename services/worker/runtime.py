@@ -151,6 +151,8 @@ class WorkerRuntime:
         """Release connections and stop the loop clock (worker shutdown)."""
         try:
             await self.engine.cancels.close()
+            if self.engine.data_budget is not None:
+                await self.engine.data_budget.give_back()
             await self.http.aclose()
             await self.redis.aclose()
             await self.db.dispose()

@@ -11,18 +11,19 @@ timings, step statuses and errors) is recorded as always, and other workflows ar
 each has its own counter. So a workflow's recorded data grows by at most its budget a day,
 plus a marker per step beyond it.
 
-The counter is one Redis key per workflow and day, checked and charged by one script, so the
-worker processes of the deployment share it. Only the bytes actually recorded are charged.
+The counter is one Redis key per workflow and day, shared by every worker process of the
+deployment. A process does not ask it for every run: it reserves a slice of the budget (up to
+1/64 of it, at most 1 MiB) together with the bytes of the run that needed it, and spends the
+slice on its next runs of that workflow locally. So a plain run costs no round trip, and the
+counter never exceeds the budget except by markers. What this does not guarantee: a slice
+reserved by one process cannot be spent by another, so a run may get markers while other
+processes still hold up to a slice each; a stopping process gives its slices back, a killed one
+cannot (they count as spent for the rest of the day).
 Redis failing here must not fail the run: the run is recorded whole, and a warning logged.
-
-The runs of a process that finish in the same turn of the event loop are charged by one script
-call, in the order they finished (a run's bytes decide against what the ones before it left):
-a round trip per run was the largest cost the budget added to a plain run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -48,21 +49,24 @@ KEY_PREFIX = "automateos:run-data:"
 _KEY_TTL_S = 2 * 24 * 3600
 _MARKER_REASON = "run_data_budget"
 
-# KEYS: a day's counter per run (a key may repeat). ARGV: the budget, the TTL, then per run its
-# bytes and its markers' bytes. Charges each run's bytes when they fit, else its markers;
-# returns 1 (fits) or 0 per run, in order.
-_CHARGE = """
-local budget, fitted = tonumber(ARGV[1]), {}
-for i, key in ipairs(KEYS) do
-  local bytes, markers = ARGV[2 * i + 1], ARGV[2 * i + 2]
-  local used = tonumber(redis.call('GET', key) or '0')
-  local fits = used + tonumber(bytes) <= budget
-  redis.call('INCRBY', key, fits and bytes or markers)
-  redis.call('EXPIRE', key, ARGV[2])
-  fitted[i] = fits and 1 or 0
+# KEYS[1] the day's counter. ARGV: the bytes a run needs beyond what its process holds, the
+# slice to reserve on top, the budget, the run's markers' bytes, the TTL. Reserves the need plus
+# as much of the slice as fits and returns what it reserved; when the need does not fit,
+# charges the markers instead and returns -1.
+_RESERVE = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local need, budget = tonumber(ARGV[1]), tonumber(ARGV[3])
+local granted = -1
+if used + need <= budget then
+  granted = math.min(need + tonumber(ARGV[2]), budget - used)
+  redis.call('INCRBY', KEYS[1], granted)
+else
+  redis.call('INCRBY', KEYS[1], ARGV[4])
 end
-return fitted
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return granted
 """
+_MAX_SLICE_BYTES = 1024 * 1024
 
 
 def _size(fragment: orjson.Fragment | None) -> int:
@@ -100,13 +104,15 @@ class RunDataBudget:
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._charge = client.register_script(_CHARGE)
+        self._client = client
+        self._reserve = client.register_script(_RESERVE)
         self.budget_bytes = budget_bytes
+        self.slice_bytes = min(_MAX_SLICE_BYTES, budget_bytes // 64)
         self._now = now
         self._warned_at = 0.0
-        # Charges waiting for this turn of the loop to end: (key, bytes, markers' bytes, answer).
-        self._pending: list[tuple[str, int, int, asyncio.Future[bool]]] = []
-        self._sending: set[asyncio.Task[None]] = set()
+        # Reserved and not yet spent, by counter key; only the current day's keys are kept.
+        self._held: dict[str, int] = {}
+        self._day = ""
 
     async def apply(self, workflow_id: str, steps: Sequence[StepRecord]) -> None:
         """Charge the steps' inputs and outputs; replace them by markers when over budget."""
@@ -114,11 +120,28 @@ class RunDataBudget:
         total = sum(a + b for a, b in sizes)
         if total == 0:
             return
+        key = f"{KEY_PREFIX}{workflow_id}:{self._today()}"
+        held = self._held.get(key, 0)
+        if held >= total:
+            self._held[key] = held - total
+            return
+        need = total - held
         # Over budget, a payload is replaced by its marker unless it is no bigger than one.
         marker_bytes = sum(_shrunk_size(a) + _shrunk_size(b) for a, b in sizes)
-        key = f"{KEY_PREFIX}{workflow_id}:{self._now().strftime('%Y%m%d')}"
-        if await self._fits(key, total, marker_bytes):
+        # Set aside while the script runs, so a run finishing meanwhile cannot spend it too.
+        self._held[key] = 0
+        granted = await self._ask(key, need, marker_bytes)
+        if granted is not None and granted >= 0:
+            # The run is charged; what the grant holds beyond it is for the next runs.
+            self._held[key] = self._held.get(key, 0) + granted - need
             return
+        held += self._held.get(key, 0)
+        if granted is None or held >= total:
+            # Redis failed (recorded whole), or runs that finished meanwhile left enough: the
+            # markers the script charged then over-count, which never lets the data pass it.
+            self._held[key] = held - total if granted is not None else held
+            return
+        self._held[key] = held
         for step, (a, b) in zip(steps, sizes, strict=True):
             new_input, new_output = _shrunk(step.input, a), _shrunk(step.output, b)
             truncated = (new_input is not step.input) + (new_output is not step.output)
@@ -126,27 +149,11 @@ class RunDataBudget:
                 step.input, step.output = new_input, new_output
                 STEP_DATA_TRUNCATED.inc(truncated)
 
-    async def _fits(self, key: str, total: int, marker_bytes: int) -> bool:
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[bool] = loop.create_future()
-        if not self._pending:
-            # Sent once the runs that are ready in this turn of the loop have joined.
-            loop.call_soon(self._send_pending)
-        self._pending.append((key, total, marker_bytes, answer))
-        return await answer
-
-    def _send_pending(self) -> None:
-        batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _send(self, batch: list[tuple[str, int, int, asyncio.Future[bool]]]) -> None:
-        args: list[int] = [self.budget_bytes, _KEY_TTL_S]
-        for _key, total, markers, _answer in batch:
-            args += (total, markers)
+    async def _ask(self, key: str, need: int, marker_bytes: int) -> int | None:
+        """Bytes reserved (need included), -1 when the need does not fit, None without Redis."""
+        args = [need, self.slice_bytes, self.budget_bytes, marker_bytes, _KEY_TTL_S]
         try:
-            fitted = await self._charge(keys=[key for key, *_ in batch], args=args)
+            return int(await self._reserve(keys=[key], args=args))
         except (RedisError, OSError, TimeoutError) as exc:
             if time.monotonic() - self._warned_at > 60:
                 self._warned_at = time.monotonic()
@@ -155,13 +162,24 @@ class RunDataBudget:
                     type(exc).__name__,
                     exc,
                 )
-            fitted = [1] * len(batch)
-        except BaseException:
-            # Cancelled (shutdown) or a bug: the runs waiting are recorded whole.
-            for *_, answer in batch:
-                if not answer.done():
-                    answer.set_result(True)
-            raise
-        for (*_, answer), fits in zip(batch, fitted, strict=True):
-            if not answer.done():
-                answer.set_result(bool(fits))
+            return None
+
+    def _today(self) -> str:
+        day = self._now().strftime("%Y%m%d")
+        if day != self._day:
+            # Yesterday's slices are of no use any more (its counter expires on its own).
+            self._day, self._held = day, {}
+        return day
+
+    async def give_back(self) -> None:
+        """Return the unspent slices (worker shutdown), so other processes can spend them."""
+        held, self._held = {key: n for key, n in self._held.items() if n > 0}, {}
+        if not held:
+            return
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, unspent in held.items():
+                    pipe.decrby(key, unspent)
+                await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("could not give back run-data budget: %s: %s", type(exc).__name__, exc)
