@@ -5,9 +5,11 @@ fields costs no more CPU per run than before the graph scheduler and flow contro
 "Before" is a commit (`--before`, default: engine v3 as it was merged, without language v2 or
 flow control), checked out into a temporary git worktree; its worker and this tree's worker
 take turns on the same PostgreSQL and Redis, the order reversed every round, each on a fresh
-worker process with the same shape, each given the same CPU-light burst (bench.worker's
-`transform` + `filter`). The ratio of the medians is the figure: CPU per run of the worker's
-processes (from /proc, bench/cpu.py) and runs/s.
+worker process with the same shape, each given the same burst: CPU-light (bench.worker's
+`transform` + `filter`), or I/O-bound (`--workload io-bound`, its call to a 200 ms API; the
+same comparison then measures a change to the HTTP path against any commit). The ratio of the
+medians is the figure: CPU per run of the worker's processes (from /proc, bench/cpu.py) and
+runs/s.
 
 The database carries this tree's schema (migrations only add columns the old code leaves to
 their defaults). Bounded: fixed run counts and rounds, every wait has a deadline, every process
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cpu
-from bench.worker import CPU_LIGHT, Bench
+from bench.worker import CPU_LIGHT, Bench, io_bound
 from bench.worker_cost import ROOT, context
 from scripts.localinfra import stop_process
 from tests.fixtures.servers import running_infra
@@ -79,14 +81,15 @@ def start(bench: Bench, tree: Path, processes: int, concurrency: int) -> tuple[S
 
 
 async def burst(bench: Bench, tree: Path, args: argparse.Namespace) -> dict[str, float]:
-    """One fresh worker from `tree`, one CPU-light burst: runs/s and worker CPU ms per run."""
+    """One fresh worker from `tree`, one burst: runs/s and worker CPU ms per run."""
     service, queue = start(bench, tree, args.processes, args.concurrency)
     try:
         # Start-up (imports, connections) is not a run's cost.
         await asyncio.to_thread(cpu.wait_quiet, [service.proc.pid])
         groups = {"worker": [service.proc.pid]}
         before = cpu.read(groups)
-        seconds = await bench.burst(queue, CPU_LIGHT, args.runs)
+        nodes = CPU_LIGHT if args.workload == "cpu-light" else io_bound(bench.api)
+        seconds = await bench.burst(queue, nodes, args.runs)
         spent = cpu.spent(before, cpu.read(groups))
     finally:
         stop_process(service.proc, timeout=30)
@@ -120,6 +123,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.linear")
     parser.add_argument("--before", default=DEFAULT_BEFORE, help="the commit to compare with")
     parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument(
+        "--workload",
+        choices=("cpu-light", "io-bound"),
+        default="cpu-light",
+        help="bench.worker's transform + filter, or its call to a 200 ms API",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -138,8 +147,8 @@ def main() -> None:
     cpu_ratio = now["worker_ms"] / before["worker_ms"]
     rate_ratio = now["runs_per_s"] / before["runs_per_s"]
     print(
-        f"\nlinear CPU-light run, median of {args.rounds} rounds, {args.processes} process(es) "
-        f"x {args.concurrency}:\n"
+        f"\nlinear {args.workload} run, median of {args.rounds} rounds, "
+        f"{args.processes} process(es) x {args.concurrency}:\n"
         f"  worker CPU per run: {before['worker_ms']:.2f} ms before, {now['worker_ms']:.2f} ms "
         f"now ({cpu_ratio:.2f}x; target <= 1.0x plus noise)\n"
         f"  runs/s: {before['runs_per_s']:.1f} before, {now['runs_per_s']:.1f} now "

@@ -26,6 +26,7 @@ import httpx
 
 from shared.nodes.contract import NodeError
 from shared.nodes.credential_binding import check_request
+from shared.nodes.http_pool import CheapReadability, LinearConnectionPool
 
 __all__ = ["EgressDenied", "EgressPolicy", "GuardedNetworkBackend", "build_http_client"]
 
@@ -216,13 +217,14 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         last_error: Exception | None = None
         for address in addresses:
             try:
-                return await self._backend.connect_tcp(
+                stream = await self._backend.connect_tcp(
                     str(address),
                     port,
                     timeout=timeout,
                     local_address=local_address,
                     socket_options=socket_options,
                 )
+                return CheapReadability(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
         if last_error is not None:
@@ -252,9 +254,9 @@ def build_http_client(policy: EgressPolicy, *, timeout: float = 30.0) -> httpx.A
     """
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30)
     transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-    # httpx offers no parameter for the network backend, so the pool it built is replaced by an
-    # identical one that connects through the guard.
-    transport._pool = httpcore.AsyncConnectionPool(
+    # httpx offers no parameter for the network backend, so the pool it built is replaced by one
+    # that connects through the guard (and keeps its books in linear time, http_pool.py).
+    transport._pool = LinearConnectionPool(
         # SSL_CERT_FILE/SSL_CERT_DIR stay honoured: a custom CA is operator config, not a bypass.
         ssl_context=httpx.create_ssl_context(),
         max_connections=limits.max_connections,
