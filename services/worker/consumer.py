@@ -107,7 +107,8 @@ class Consumer:
         self.ended: list[Settlement] = []
         self._started_at: dict[asyncio.Task[str], float] = {}
         self._wake = asyncio.Event()
-        self._waiter: asyncio.Future[Any] | None = None
+        # The blocking pop of each queue being watched (the priority queues), by queue name.
+        self._waiters: dict[str, asyncio.Future[Any]] = {}
         self._stopping = False
         self._deadline: float | None = None
         self._in_flight_gauge = metrics.RUNS_IN_FLIGHT.labels(slot_label)
@@ -174,10 +175,17 @@ class Consumer:
                     await self._pause(backoff)
                     backoff = min(backoff * 2, _MAX_BACKOFF_S)
         finally:
-            if self._waiter is not None:
-                # It ends by its own short timeout; cancelling would cut its connection mid-reply.
+            if self._waiters:
+                # They end by their own short timeout; cancelling would cut a connection
+                # mid-reply.
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._waiter, self.idle_block_s + 1)
+                    await asyncio.wait(self._waiters.values(), timeout=self.idle_block_s + 1)
+                for waiter in self._waiters.values():
+                    if waiter.done() and not waiter.cancelled():
+                        waiter.exception()  # a pop that failed on the way out is of no interest
+                    else:
+                        waiter.cancel()
+                self._waiters.clear()
             with contextlib.suppress(RedisError, OSError):
                 await self.layout.unregister()
 
@@ -287,28 +295,31 @@ class Consumer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
             return
-        if len(queues) > 1:
-            # Only the first queue can be waited on; the others are looked at this often.
-            wait = min(wait, 0.2)
-        if self._waiter is None:
-            key = RQ_QUEUE_PREFIX + queues[0]
-            # Whole milliseconds: Redis rounds a fractional timeout, and 0 would block forever.
-            seconds = max(0.001, round(wait, 3))
-            self._waiter = asyncio.ensure_future(
-                self.blocking.blmove(key, key, seconds, "RIGHT", "RIGHT")  # type: ignore[arg-type]
-            )
-        # One BLMOVE at a time: a run ending wakes us while it is still blocked, and the
-        # next idle wait picks the same one up again.
+        # BLMOVE watches one list: a pop per queue, so a job on any priority's queue wakes us
+        # at once (watching only the first and polling the others every 200 ms made an idle
+        # worker take ~100 ms on average to see a normal-priority job).
+        seconds = max(0.001, round(wait, 3))  # whole ms: Redis rounds, and 0 blocks forever
+        for name in queues:
+            if name not in self._waiters:
+                key = RQ_QUEUE_PREFIX + name
+                self._waiters[name] = asyncio.ensure_future(
+                    self.blocking.blmove(key, key, seconds, "RIGHT", "RIGHT")  # type: ignore[arg-type]
+                )
+        # One pop per queue at a time: a run ending wakes us while they are still blocked, and
+        # the next idle wait picks them up again.
         woken = asyncio.ensure_future(self._wake.wait())
         try:
-            await asyncio.wait({self._waiter, woken}, timeout=wait, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                {*self._waiters.values(), woken}, timeout=wait, return_when="FIRST_COMPLETED"
+            )
         finally:
             woken.cancel()
-        if self._waiter.done():
-            waiter, self._waiter = self._waiter, None
-            error = waiter.exception()
-            if error is not None:
-                raise error
+        for name, waiter in list(self._waiters.items()):
+            if waiter.done():
+                del self._waiters[name]
+                error = waiter.exception()
+                if error is not None:
+                    raise error
 
     async def _cut_short(self) -> None:
         """The grace period is over: cancel what still runs; its jobs go back to the queue."""

@@ -100,3 +100,47 @@ async def test_takes_only_free_slots_highest_queue_first_and_drains_on_stop(
     finally:
         task.cancel()
         await blocking.aclose()
+
+
+async def test_an_idle_consumer_sees_a_job_on_any_priority_queue_at_once(
+    client: aioredis.Redis, infra: Infra
+) -> None:
+    base = f"idle-{secrets.token_hex(3)}"
+    queues = [f"{base}:high", base, f"{base}:low"]
+    engine = Engine()
+    engine.release.set()
+    blocking = aioredis.Redis.from_url(infra.redis_url)
+    layout = RqLayout(
+        client, f"consumer-test-{secrets.token_hex(3)}", execution_ttl_s=30, worker_ttl_s=30
+    )
+    consumer = Consumer(
+        layout,
+        blocking,
+        engine.execute,
+        queues=lambda: list(queues),
+        concurrency=4,
+        default_timeout_s=60,
+        # Long, so only a wake-up by the queue itself can explain a quick start.
+        idle_block_s=5,
+        renew_every_s=30,
+        recover_every_s=30,
+    )
+    task = asyncio.create_task(consumer.run())
+    loop = asyncio.get_running_loop()
+    waits: list[float] = []
+    try:
+        for n in range(9):
+            await asyncio.sleep(0.05)  # idle again: every queue's pop is blocked
+            queue = queues[1 + n % 2]  # normal and low: the queues after the first
+            sent = loop.time()
+            await RunEnqueuer(client, queue, 60).enqueue(_job(n))
+            await _until(lambda n=n: n in engine.started, f"job {n} started")  # type: ignore[misc]
+            waits.append(loop.time() - sent)
+        # Watching only the first queue and polling the others every 200 ms, as the consumer
+        # once did, puts the median near 100 ms.
+        waits.sort()
+        assert waits[len(waits) // 2] < 0.05, waits
+    finally:
+        consumer.stop(5)
+        await asyncio.wait_for(task, 10)
+        await blocking.aclose()
