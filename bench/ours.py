@@ -17,10 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis
 
-from bench import cpu, workloads
+from bench import cpu, idle, workloads
 from scripts.localinfra import stop_process
 from shared.queue import queue_key
 from tests.conftest import ApiUser, register_user
@@ -163,8 +162,7 @@ class Ours:
 
     def idle_latency_ms(self, workload: str, deadline_s: float = 15) -> float:
         """One webhook on an idle system: send → the run's finished_at, in ms."""
-        sent = time.time()
-        response = httpx.post(self.hook_url(workload), content=_body(), headers=_JSON, timeout=10)
+        sent, response = idle.post(self.hook_url(workload), _body())
         if response.status_code != 202:
             raise RuntimeError(f"webhook answered {response.status_code}: {response.text}")
         run_id = response.json()["run_id"]
@@ -244,7 +242,6 @@ class Ours:
         }
 
 
-_JSON = {"content-type": "application/json"}
 UUID7_FUNCTION = """
 CREATE OR REPLACE FUNCTION uuid7(at timestamptz) RETURNS uuid LANGUAGE sql VOLATILE AS $$
   SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench import workloads
+from bench import idle, workloads
 from scripts.localinfra import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,13 +261,7 @@ class N8n:
         from bench.ingest import BODY
 
         since = self.marker()
-        sent = time.time()
-        response = httpx.post(
-            self.hook_url(workload),
-            content=BODY,
-            headers={"content-type": "application/json"},
-            timeout=10,
-        )
+        sent, response = idle.post(self.hook_url(workload), BODY)
         if response.status_code != 200:
             raise RuntimeError(f"n8n webhook answered {response.status_code}: {response.text}")
         end = time.monotonic() + deadline_s

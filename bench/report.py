@@ -314,7 +314,9 @@ METHOD = """\
   / (last finish − first send). Queue wait = accepted → started (ours) and createdAt →
   startedAt (n8n). "missing" would be accepted webhooks that never finished.
 - Idle latency: one webhook at a time, the systems alternating, from just before the request
-  to the run's finish time as recorded in the system's database.
+  (sent on a kept-alive connection, bench/idle.py) to the run's finish time as recorded in the
+  system's database. Reports before 2026-12-07 counted the sender building a new HTTP client
+  (about 27 ms) in every sample, for both systems.
 - Memory: VmRSS of every process (PostgreSQL's backends summed as one) sampled every 0.5 s.
 - Scaling, bare RQ, history and profiles are ours only (n8n queue mode's scaling is adding
   workers; it runs here with its 2). Bare RQ: `SimpleWorker`s (what our worker builds on)
