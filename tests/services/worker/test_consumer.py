@@ -56,6 +56,32 @@ async def _until(predicate: Callable[[], bool], what: str, timeout: float = 5) -
     raise AssertionError(f"{what} within {timeout}s")
 
 
+def _consumer(
+    client: aioredis.Redis,
+    blocking: aioredis.Redis,
+    engine: Engine,
+    queues: list[str],
+    concurrency: int,
+    every_s: float,
+    idle_block_s: float,
+) -> Consumer:
+    """A consumer on the test's queues (read every tick), renewing and recovering `every_s`."""
+    layout = RqLayout(
+        client, f"consumer-test-{secrets.token_hex(3)}", execution_ttl_s=30, worker_ttl_s=30
+    )
+    return Consumer(
+        layout,
+        blocking,
+        engine.execute,
+        queues=lambda: list(queues),
+        concurrency=concurrency,
+        default_timeout_s=60,
+        idle_block_s=idle_block_s,
+        renew_every_s=every_s,
+        recover_every_s=every_s,
+    )
+
+
 async def test_takes_only_free_slots_highest_queue_first_and_drains_on_stop(
     client: aioredis.Redis, infra: Infra
 ) -> None:
@@ -67,20 +93,7 @@ async def test_takes_only_free_slots_highest_queue_first_and_drains_on_stop(
         await RunEnqueuer(client, high, 60).enqueue(_job(n))
     engine = Engine()
     blocking = aioredis.Redis.from_url(infra.redis_url)
-    layout = RqLayout(
-        client, f"consumer-test-{secrets.token_hex(3)}", execution_ttl_s=30, worker_ttl_s=30
-    )
-    consumer = Consumer(
-        layout,
-        blocking,
-        engine.execute,
-        queues=lambda: list(queues),
-        concurrency=2,
-        default_timeout_s=60,
-        idle_block_s=0.2,
-        renew_every_s=1,
-        recover_every_s=1,
-    )
+    consumer = _consumer(client, blocking, engine, queues, 2, every_s=1, idle_block_s=0.2)
     task = asyncio.create_task(consumer.run())
     try:
         await _until(lambda: len(engine.started) == 2, "two runs started")
@@ -110,21 +123,8 @@ async def test_an_idle_consumer_sees_a_job_on_any_priority_queue_at_once(
     engine = Engine()
     engine.release.set()
     blocking = aioredis.Redis.from_url(infra.redis_url)
-    layout = RqLayout(
-        client, f"consumer-test-{secrets.token_hex(3)}", execution_ttl_s=30, worker_ttl_s=30
-    )
-    consumer = Consumer(
-        layout,
-        blocking,
-        engine.execute,
-        queues=lambda: list(queues),
-        concurrency=4,
-        default_timeout_s=60,
-        # Long, so only a wake-up by the queue itself can explain a quick start.
-        idle_block_s=5,
-        renew_every_s=30,
-        recover_every_s=30,
-    )
+    # A long block, so only a wake-up by the queue itself can explain a quick start.
+    consumer = _consumer(client, blocking, engine, queues, 4, every_s=30, idle_block_s=5)
     task = asyncio.create_task(consumer.run())
     loop = asyncio.get_running_loop()
     waits: list[float] = []
