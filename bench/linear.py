@@ -24,7 +24,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from bench.worker import CPU_LIGHT, Bench, io_bound
 from bench.worker_cost import ROOT, context
 from scripts.localinfra import stop_process
 from tests.fixtures.servers import running_infra
-from tests.fixtures.stack import ServiceProcess, wait_ready
+from tests.fixtures.stack import ServiceProcess, start_service, wait_ready
 from tests.services.worker.harness import running_api, worker_env
 
 # The engine branch as merged (81d3463^2): the asyncio consumer, before graphs and flow control.
@@ -62,20 +61,12 @@ def checkout(commit: str) -> Iterator[Path]:
 def start(bench: Bench, tree: Path, processes: int, concurrency: int) -> tuple[ServiceProcess, str]:
     """A worker started from `tree` (its own code first on the path), ready, and its queue."""
     env = worker_env(bench.database_url, bench.redis_url, bench.workdir / uuid.uuid4().hex)
+    env["PYTHONPATH"] = str(tree)
     logs = bench.workdir / f"logs-{uuid.uuid4().hex[:6]}"
     logs.mkdir(parents=True)
     args = ["--processes", str(processes), "--concurrency", str(concurrency)]
-    with open(logs / "worker.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.worker", *args],
-            cwd=tree,
-            env={**os.environ, **env, "PYTHONPATH": str(tree)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    service = ServiceProcess(
-        "worker", int(env["AUTOMATEOS_METRICS_PORT"]), proc, logs / "worker.log"
-    )
+    port = int(env["AUTOMATEOS_METRICS_PORT"])
+    service = start_service("worker", args, port, env, logs, tree)
     wait_ready(service)
     return service, env["AUTOMATEOS_QUEUE_NAME"]
 
