@@ -6,7 +6,9 @@ No I/O of its own besides what the nodes do and what it asks of its `RunHooks`: 
 Durable execution, Temporal's idea without its machinery: an effectful step's record is
 written (`hooks.checkpoint`) before the next step starts, and a later delivery of the same run
 reuses that record instead of executing the step again; pure steps are cheaper to recompute
-than to store, so a run of pure nodes writes nothing until its end.
+than to store, so a run of pure nodes writes nothing until its end. The last effectful step,
+when only inline steps without effects follow it, is recorded by the final write instead, or
+by a checkpoint if they outlast a deadline (deferred.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import orjson
 
 from services.worker.engine.children import ChildPark, ChildResult, ChildRuns, child_step_end
 from services.worker.engine.credentials import CredentialVault
+from services.worker.engine.deferred import DeferredRecord
 from services.worker.engine.fairness import FairRenderer
 from services.worker.engine.items import RecordedItem
 from services.worker.engine.records import encode_json, record_payload
@@ -187,6 +190,8 @@ class NodeRunner:
         park: ParkRequest | None = None
         current: StepRecord | None = None
         step_clock = 0.0
+        last_slow = self._last_slow_position(nodes)
+        deferred: DeferredRecord | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 for position, node in enumerate(nodes):
@@ -236,7 +241,12 @@ class NodeRunner:
                             park = self._park(position, current, result.park, context)
                             status, current = WAITING, None
                             break
-                        if spec is not None and spec.has_effects:
+                        if spec is not None and spec.has_effects and position == last_slow:
+                            # Only inline steps without effects follow: the final write records
+                            # this one too, unless they outlast a deadline (deferred.py).
+                            pending.append(current)
+                            deferred = DeferredRecord(hooks.checkpoint, pending)
+                        elif spec is not None and spec.has_effects:
                             if not await hooks.checkpoint([*pending, current]):
                                 status, error, skip_note = _CANCELLED
                                 current = None
@@ -265,10 +275,22 @@ class NodeRunner:
                 current.error = "interrupted: the run's deadline was exceeded"
                 current.duration_ms = int((time.perf_counter() - step_clock) * 1000)
                 observe(current.type, FAILED, time.perf_counter() - step_clock)
+        finally:
+            if deferred is not None:
+                await deferred.settle()
         if park is None:
             for node in nodes[len(steps) :]:
                 steps.append(StepRecord(len(steps), node.id, node.type, SKIPPED, error=skip_note))
         return RunOutcome(status, error, steps, park)
+
+    def _last_slow_position(self, nodes: Sequence[NodeDefinition]) -> int:
+        """The position of the last node with effects or waits (unknown types count), -1 if none:
+        only inline steps without effects follow it."""
+        for position in range(len(nodes) - 1, -1, -1):
+            spec = self.registry.get(nodes[position].type)
+            if spec is None or spec.has_effects or not spec.runs_inline:
+                return position
+        return -1
 
     def _park(
         self, position: int, record: StepRecord, park: Park, context: dict[str, Any]
