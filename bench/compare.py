@@ -18,36 +18,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from bench import ingest as ingest_bench
 from bench import ours as ours_mod
 from bench import peer as peer_mod
-from bench import peer_queue
+from bench import peer_queue, slow_api
 from bench.memory import Sampler
 from bench.phases import System, idle_latencies, ingest_round, throughput_round
 from bench.stages import history_phase, profile_phase, scaling_phase
 from bench.workloads import WORKLOADS
-from scripts.localinfra import free_port, stop_process, wait_for_port
+from scripts.localinfra import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "LPUSH baseline"
-
-
-@contextmanager
-def slow_api() -> Iterator[str]:
-    """The 200 ms API in its own process; yields its URL."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.slow_api", str(port)], cwd=ROOT)
-    try:
-        wait_for_port(port, 30, proc)
-        yield f"http://127.0.0.1:{port}/orders"
-    finally:
-        stop_process(proc, timeout=10)
 
 
 def machine() -> dict[str, Any]:
@@ -219,7 +206,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     base.chmod(0o755)
     sampler = Sampler().start()
     with ExitStack() as stack:
-        slow_url = stack.enter_context(slow_api())
+        slow_url = stack.enter_context(slow_api.serving())
         starting: list[Future[peer_mod.N8n]] = []
         for mode in args.peers if args.peer else []:
             say(f"starting n8n {peer_mod.VERSION} {mode} mode (import, publish, start) meanwhile")

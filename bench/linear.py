@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import cpu
+from bench import cpu, slow_api
 from bench.worker import CPU_LIGHT, Bench, io_bound
 from bench.worker_cost import ROOT, context
 from scripts.localinfra import stop_process
@@ -79,7 +79,7 @@ async def burst(bench: Bench, tree: Path, args: argparse.Namespace) -> dict[str,
         await asyncio.to_thread(cpu.wait_quiet, [service.proc.pid])
         groups = {"worker": [service.proc.pid]}
         before = cpu.read(groups)
-        nodes = CPU_LIGHT if args.workload == "cpu-light" else io_bound(bench.api)
+        nodes = CPU_LIGHT if args.workload == "cpu-light" else io_bound(bench.slow_url)
         seconds = await bench.burst(queue, nodes, args.runs)
         spent = cpu.spent(before, cpu.read(groups))
     finally:
@@ -132,8 +132,9 @@ def main() -> None:
         tempfile.TemporaryDirectory() as workdir,
         running_infra() as infra,
         running_api() as api,
+        slow_api.serving() as slow_url,
     ):
-        found = asyncio.run(measure(args, Bench(infra, api, Path(workdir)), before_tree))
+        found = asyncio.run(measure(args, Bench(infra, api, Path(workdir), slow_url), before_tree))
     before, now = found["medians"]["before"], found["medians"]["now"]
     cpu_ratio = now["worker_ms"] / before["worker_ms"]
     rate_ratio = now["runs_per_s"] / before["runs_per_s"]

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.compare import slow_api
+from bench import slow_api
 from bench.peer import start_peer
 from bench.peer_queue import start_queue_peer
 from bench.phases import throughput_round
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     base.chmod(0o755)
     began = time.monotonic()
     try:
-        with slow_api() as slow_url:
+        with slow_api.serving() as slow_url:
             start = start_queue_peer if args.mode == "queue" else start_peer
             peer = start(base / "n8n", slow_url)
             try:

@@ -8,10 +8,16 @@ delay. It binds 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+
+from scripts.localinfra import free_port, stop_process, wait_for_port
 
 DELAY_S = 0.2
 BODY = b'{"ok": true}'
@@ -38,6 +44,19 @@ def make_app(delay_s: float) -> Any:
         await send({"type": "http.response.body", "body": BODY})
 
     return app
+
+
+@contextmanager
+def serving() -> Iterator[str]:
+    """The API in a process of its own until the block ends; yields its URL."""
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "bench.slow_api", str(port)], cwd=root)
+    try:
+        wait_for_port(port, 30, proc)
+        yield f"http://127.0.0.1:{port}/orders"
+    finally:
+        stop_process(proc, timeout=10)
 
 
 def main(argv: list[str]) -> int:

@@ -115,7 +115,7 @@ async def cost_stage(bench: Bench, args: argparse.Namespace) -> list[Cost]:
     for _ in range(args.cost_rounds):
         for name, nodes, runs in (
             ("cpu-light", CPU_LIGHT, args.cpu_runs),
-            ("io-bound", io_bound(bench.api), args.io_runs),
+            ("io-bound", io_bound(bench.slow_url), args.io_runs),
         ):
             cost = await measured_burst(bench, name, nodes, runs, args.processes, args.concurrency)
             print(cost.line(), flush=True)
