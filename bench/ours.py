@@ -17,11 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
+import redis.asyncio as aioredis
 
 from bench import cpu, idle, workloads
 from scripts.localinfra import stop_process
-from shared.queue import queue_key
+from shared.ids import uuid7
+from shared.queue import RunEnqueuer, RunJob, queue_key
 from tests.conftest import ApiUser, register_user
 from tests.fixtures.database import Database
 from tests.fixtures.servers import Infra, running_infra
@@ -124,6 +127,44 @@ class Ours:
                 batch = []
         if batch:
             self.redis.unlink(*batch)
+
+    def enqueue_direct(self, workload: str, runs: int) -> None:
+        """Put `runs` jobs of `workload`'s workflow straight on the run queue, through the one
+        enqueue API, as bench.rq_baseline puts its no-op jobs on RQ's: the worker is measured
+        alone, without the webhooks' sender and ingest on the same two cores."""
+        workflow = self.workflows[workload]
+        owner = self.db.fetchval(
+            "SELECT owner_id FROM workflows WHERE id = $1", _uuid(workflow["id"])
+        )
+        # The async client is never used: commands() only renders what RQ would send.
+        enqueuer = RunEnqueuer(
+            aioredis.Redis.from_url(self.infra.redis_url),
+            self.stack.env["AUTOMATEOS_QUEUE_NAME"],
+            900,
+        )
+        body = orjson.loads(_body())
+        for start in range(0, runs, 500):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for _ in range(start, min(runs, start + 500)):
+                    job: RunJob = {
+                        "run_id": str(uuid7()),
+                        "workflow_id": str(workflow["id"]),
+                        "owner_id": str(owner),
+                        "workflow_version": int(workflow["version"]),
+                        "trigger": {
+                            "body": body,
+                            "headers": {"content-type": "application/json"},
+                            "query": {},
+                            "method": "POST",
+                            "received_at": datetime.now(UTC).isoformat(),
+                        },
+                        "idempotency_key": None,
+                        "traceparent": None,
+                        "retry_of": None,
+                    }
+                    for args, _options in enqueuer.commands(job):
+                        pipe.execute_command(*args)  # type: ignore[no-untyped-call]
+                pipe.execute()
 
     # --- what the database says -----------------------------------------------------------
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bench import cpu
 from bench.ingest import Result, run_python, run_wrk
 from bench.workloads import Workload
+
+if TYPE_CHECKING:
+    from bench.ours import Ours
 
 
 class System(Protocol):
@@ -109,6 +112,40 @@ def throughput_round(system: System, workload: Workload, runs: int) -> dict[str,
         "queue_wait_p99_ms": percentile(waits, 0.99),
         # CPU from the first send until every run showed finished, per finished run: "system"
         # is every process of the system, "worker" the processes that run the workflows.
+        "cpu_s": spent,
+        **{f"cpu_ms_per_run_{name}": ms for name, ms in cpu.per_run_ms(spent, done).items()},
+    }
+
+
+def direct_round(ours: Ours, workload: Workload, runs: int) -> dict[str, Any]:
+    """`runs` jobs put straight on our queue (Ours.enqueue_direct), timed until the database
+    shows them all finished: the worker alone, fed as bench.rq_baseline feeds bare RQ. The clock
+    starts before the enqueue, so its pipelined writes count against the worker."""
+    since = ours.marker()
+    groups = ours.cpu_groups()
+    before = cpu.read(groups)
+    started = time.time()
+    ours.enqueue_direct(workload.name, runs)
+    end = time.monotonic() + workload.deadline_s
+    done, ok, last = 0, 0, None
+    while time.monotonic() < end:
+        done, ok, last = ours.finished(workload.name, since)
+        if done >= runs:
+            break
+        time.sleep(0.1)
+    spent = cpu.spent(before, cpu.read(groups))
+    makespan = (last - started) if last else None
+    waits = ours.queue_waits_ms(workload.name, since)
+    return {
+        "sent": runs,
+        "accepted": runs,
+        "finished": done,
+        "succeeded": ok,
+        "missing": runs - done,
+        "makespan_s": makespan,
+        "runs_per_s": done / makespan if makespan else 0.0,
+        "queue_wait_p50_ms": percentile(waits, 0.50),
+        "queue_wait_p99_ms": percentile(waits, 0.99),
         "cpu_s": spent,
         **{f"cpu_ms_per_run_{name}": ms for name, ms in cpu.per_run_ms(spent, done).items()},
     }

@@ -319,8 +319,10 @@ METHOD = """\
   (about 27 ms) in every sample, for both systems.
 - Memory: VmRSS of every process (PostgreSQL's backends summed as one) sampled every 0.5 s.
 - Scaling, bare RQ, history and profiles are ours only (n8n queue mode's scaling is adding
-  workers; it runs here with its 2). Bare RQ: `SimpleWorker`s (what our worker builds on)
-  draining no-op jobs.
+  workers; it runs here with its 2). Bare RQ: `SimpleWorker`s draining no-op jobs put on
+  their queue up front. Our scaling rounds are fed the same way: the CPU-light workflow's jobs
+  put straight on the run queue through the enqueue API (no webhooks, so no sender or ingest
+  on the same cores), timed from the first enqueue to the last run's recorded finish.
   History rows are inserted with one `generate_series` statement (two steps per run).
 - Profiles: pyinstrument (py-spy cannot read this machine's pyenv Python) around a second
   ingest process driven by wrk, and around one worker process started with exactly the command

@@ -18,7 +18,7 @@ import httpx
 from bench import profiling
 from bench.memory import Sampler, descendants
 from bench.ours import ROOT, Ours
-from bench.phases import ingest_round, throughput_round
+from bench.phases import direct_round, ingest_round, throughput_round
 from bench.workloads import BY_NAME
 from scripts.localinfra import free_port, wait_for_port
 
@@ -97,7 +97,8 @@ def scaling_phase(args: argparse.Namespace, ours: Ours, sampler: Sampler) -> dic
     for processes in args.scaling:
         ours.start_worker(processes, args.concurrency)
         sampler.watch(ours.name, "worker", ours.worker.proc.pid if ours.worker else 0)
-        result = throughput_round(ours, BY_NAME["cpu"], runs)
+        # Fed straight onto the queue, as bare RQ is below: the same work for both.
+        result = direct_round(ours, BY_NAME["cpu"], runs)
         result["processes"] = processes
         points.append(result)
         print(

@@ -27,7 +27,10 @@ class Workload:
 
 WORKLOADS = (
     Workload("cpu", "webhook → transform → filter", 500, 32, 120),
-    Workload("io", "webhook → http_request (200 ms API) → transform", 200, 32, 120),
+    # 1,000, not 200: at 2 x 32 slots a 200-run round is 4 waves of calls, so even a worker
+    # of no cost could not pass 0.78 x its slot ceiling (issue 15's target is 0.8x); the
+    # first and last waves weigh less in 16.
+    Workload("io", "webhook → http_request (200 ms API) → transform", 1000, 32, 120),
     Workload("delay", "webhook → delay 5 s → transform", 40, 8, 150),
     Workload("mix", "webhook → transform → filter → http_request (200 ms API)", 200, 32, 120),
 )
