@@ -23,13 +23,13 @@ import redis.asyncio as aioredis
 
 from bench import cpu, idle, workloads
 from scripts.localinfra import stop_process
-from shared.ids import uuid7
-from shared.queue import RunEnqueuer, RunJob, queue_key
+from shared.queue import RunEnqueuer, queue_key
 from tests.conftest import ApiUser, register_user
 from tests.fixtures.database import Database
 from tests.fixtures.servers import Infra, running_infra
 from tests.fixtures.stack import ServiceProcess, Stack, running_stack, stack_env, start_service
 from tests.fixtures.stack import wait_ready as wait_service_ready
+from tests.services.worker.harness import Workflow, run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -143,26 +143,11 @@ class Ours:
             900,
         )
         body = orjson.loads(_body())
+        shape = Workflow(_uuid(workflow["id"]), owner, int(workflow["version"]))
         for start in range(0, runs, 500):
             with self.redis.pipeline(transaction=False) as pipe:
                 for _ in range(start, min(runs, start + 500)):
-                    job: RunJob = {
-                        "run_id": str(uuid7()),
-                        "workflow_id": str(workflow["id"]),
-                        "owner_id": str(owner),
-                        "workflow_version": int(workflow["version"]),
-                        "trigger": {
-                            "body": body,
-                            "headers": {"content-type": "application/json"},
-                            "query": {},
-                            "method": "POST",
-                            "received_at": datetime.now(UTC).isoformat(),
-                        },
-                        "idempotency_key": None,
-                        "traceparent": None,
-                        "retry_of": None,
-                    }
-                    for args, _options in enqueuer.commands(job):
+                    for args, _options in enqueuer.commands(run_job(shape, body)):
                         pipe.execute_command(*args)  # type: ignore[no-untyped-call]
                 pipe.execute()
 

@@ -80,40 +80,16 @@ def throughput_round(system: System, workload: Workload, runs: int) -> dict[str,
     runs show finished. A poll of PostgreSQL (ours, n8n queue mode) is one short connection whose
     server side lands in the system's CPU, a few ms every 0.25 s: well under 0.1 ms per run.
     """
-    since = system.marker()
-    groups = system.cpu_groups()
-    before = cpu.read(groups)
-    started = time.time()
+    round_ = _Round(system, workload)
     sent = send_exactly(system.hook_url(workload.name), runs, workload.connections, 120)
     accepted = sent.requests - sent.non_2xx
-    end = time.monotonic() + workload.deadline_s
-    done, ok, last = 0, 0, None
-    while time.monotonic() < end:
-        done, ok, last = system.finished(workload.name, since)
-        if done >= accepted:
-            break
-        time.sleep(0.25)
-    spent = cpu.spent(before, cpu.read(groups))
-    makespan = (last - started) if last else None
-    waits = system.queue_waits_ms(workload.name, since)
     return {
         "sent": runs,
-        "accepted": accepted,
         "errors": sent.errors + sent.non_2xx,
-        "finished": done,
-        "succeeded": ok,
-        "missing": accepted - done,
-        "makespan_s": makespan,
-        "runs_per_s": done / makespan if makespan else 0.0,
         "send_rps": sent.rps,
         "send_p50_ms": sent.p50_ms,
         "send_p99_ms": sent.p99_ms,
-        "queue_wait_p50_ms": percentile(waits, 0.50),
-        "queue_wait_p99_ms": percentile(waits, 0.99),
-        # CPU from the first send until every run showed finished, per finished run: "system"
-        # is every process of the system, "worker" the processes that run the workflows.
-        "cpu_s": spent,
-        **{f"cpu_ms_per_run_{name}": ms for name, ms in cpu.per_run_ms(spent, done).items()},
+        **round_.finish(accepted),
     }
 
 
@@ -121,34 +97,50 @@ def direct_round(ours: Ours, workload: Workload, runs: int) -> dict[str, Any]:
     """`runs` jobs put straight on our queue (Ours.enqueue_direct), timed until the database
     shows them all finished: the worker alone, fed as bench.rq_baseline feeds bare RQ. The clock
     starts before the enqueue, so its pipelined writes count against the worker."""
-    since = ours.marker()
-    groups = ours.cpu_groups()
-    before = cpu.read(groups)
-    started = time.time()
+    round_ = _Round(ours, workload)
     ours.enqueue_direct(workload.name, runs)
-    end = time.monotonic() + workload.deadline_s
-    done, ok, last = 0, 0, None
-    while time.monotonic() < end:
-        done, ok, last = ours.finished(workload.name, since)
-        if done >= runs:
-            break
-        time.sleep(0.1)
-    spent = cpu.spent(before, cpu.read(groups))
-    makespan = (last - started) if last else None
-    waits = ours.queue_waits_ms(workload.name, since)
-    return {
-        "sent": runs,
-        "accepted": runs,
-        "finished": done,
-        "succeeded": ok,
-        "missing": runs - done,
-        "makespan_s": makespan,
-        "runs_per_s": done / makespan if makespan else 0.0,
-        "queue_wait_p50_ms": percentile(waits, 0.50),
-        "queue_wait_p99_ms": percentile(waits, 0.99),
-        "cpu_s": spent,
-        **{f"cpu_ms_per_run_{name}": ms for name, ms in cpu.per_run_ms(spent, done).items()},
-    }
+    return {"sent": runs, **round_.finish(runs)}
+
+
+class _Round:
+    """One throughput round's clock and CPU reading, from before its first run is sent."""
+
+    def __init__(self, system: System, workload: Workload) -> None:
+        self.system = system
+        self.workload = workload
+        self.since = system.marker()
+        self.groups = system.cpu_groups()
+        self.before = cpu.read(self.groups)
+        self.started = time.time()
+
+    def finish(self, accepted: int) -> dict[str, Any]:
+        """Wait (up to the workload's deadline) until `accepted` runs show finished; the
+        round's figures."""
+        name = self.workload.name
+        end = time.monotonic() + self.workload.deadline_s
+        done, ok, last = 0, 0, None
+        while time.monotonic() < end:
+            done, ok, last = self.system.finished(name, self.since)
+            if done >= accepted:
+                break
+            time.sleep(0.25)
+        spent = cpu.spent(self.before, cpu.read(self.groups))
+        makespan = (last - self.started) if last else None
+        waits = self.system.queue_waits_ms(name, self.since)
+        return {
+            "accepted": accepted,
+            "finished": done,
+            "succeeded": ok,
+            "missing": accepted - done,
+            "makespan_s": makespan,
+            "runs_per_s": done / makespan if makespan else 0.0,
+            "queue_wait_p50_ms": percentile(waits, 0.50),
+            "queue_wait_p99_ms": percentile(waits, 0.99),
+            # CPU from the first send until every run showed finished, per finished run:
+            # "system" is every process of the system, "worker" those that run the workflows.
+            "cpu_s": spent,
+            **{f"cpu_ms_per_run_{k}": ms for k, ms in cpu.per_run_ms(spent, done).items()},
+        }
 
 
 def idle_latencies(systems: list[System], workload: str, samples: int) -> dict[str, list[float]]:

@@ -73,23 +73,28 @@ async def _start(db: AsyncEngine, queue: Queue, nodes: list[dict[str, Any]]) -> 
     return await queue.put(run_job(workflow, {}))
 
 
+async def _writes_of_a_run(
+    db: AsyncEngine, queue: Queue, table: str, nodes: list[dict[str, Any]]
+) -> tuple[str, Counter[str]]:
+    """Run `nodes` to success: its id, and how many times each step's row was written."""
+    run_id = await _start(db, queue, nodes)
+    run = await wait_run(db, run_id)
+    assert run["status"] == "succeeded", run["error"]
+    return run_id, await _writes(db, table, run_id)
+
+
 async def test_only_the_last_effectful_step_waits_for_the_final_write(
     db: AsyncEngine, queue: Queue, api: LocalApi, step_writes: str
 ) -> None:
-    run_id = await _start(
-        db,
-        queue,
-        [
-            {"id": "first", "type": "http_request", "params": {"url": api.url("/echo/one")}},
-            {"id": "second", "type": "http_request", "params": {"url": api.url("/echo/two")}},
-            {"id": "shape", "type": "transform", "params": {"values": {"s": "{{ 1 + 1 }}"}}},
-        ],
-    )
-    run = await wait_run(db, run_id)
-    assert run["status"] == "succeeded", run
+    nodes = [
+        {"id": "first", "type": "http_request", "params": {"url": api.url("/echo/one")}},
+        {"id": "second", "type": "http_request", "params": {"url": api.url("/echo/two")}},
+        {"id": "shape", "type": "transform", "params": {"values": {"s": "{{ 1 + 1 }}"}}},
+    ]
     # `first` is checkpointed before `second` starts; `second`, followed only by a transform,
     # is written once, by the final write, as is the pure step.
-    assert await _writes(db, step_writes, run_id) == {"first": 2, "second": 1, "shape": 1}
+    run_id, writes = await _writes_of_a_run(db, queue, step_writes, nodes)
+    assert writes == {"first": 2, "second": 1, "shape": 1}
     steps = {step["node_id"]: step for step in await fetch_steps(db, run_id)}
     assert steps["second"]["status"] == "succeeded"
     assert steps["second"]["output"]["status"] == 200
@@ -98,17 +103,12 @@ async def test_only_the_last_effectful_step_waits_for_the_final_write(
 async def test_a_step_that_waits_after_the_call_leaves_it_checkpointed(
     db: AsyncEngine, queue: Queue, api: LocalApi, step_writes: str
 ) -> None:
-    run_id = await _start(
-        db,
-        queue,
-        [
-            {"id": "call", "type": "http_request", "params": {"url": api.url("/echo/call")}},
-            {"id": "pause", "type": "delay", "params": {"seconds": 0.1}},
-        ],
-    )
-    run = await wait_run(db, run_id)
-    assert run["status"] == "succeeded", run
-    assert await _writes(db, step_writes, run_id) == {"call": 2, "pause": 1}
+    nodes = [
+        {"id": "call", "type": "http_request", "params": {"url": api.url("/echo/call")}},
+        {"id": "pause", "type": "delay", "params": {"seconds": 0.1}},
+    ]
+    _, writes = await _writes_of_a_run(db, queue, step_writes, nodes)
+    assert writes == {"call": 2, "pause": 1}
 
 
 async def test_a_slow_step_after_the_call_does_not_leave_it_unrecorded(
