@@ -126,10 +126,11 @@ async def test_a_slow_step_after_the_call_does_not_leave_it_unrecorded(
     end = time.monotonic() + 15
     seen_while_running = False
     while time.monotonic() < end:
-        run = await fetch_run(db, run_id)
-        if run is not None and run["status"] != "running" and run["status"] != "queued":
-            break
+        # Steps first, then the run: a run still `running` after the read was running during it.
         recorded = {step["node_id"]: step for step in await fetch_steps(db, run_id)}
+        run = await fetch_run(db, run_id)
+        if run is not None and run["status"] not in ("running", "queued"):
+            break
         if run is not None and run["status"] == "running" and "call" in recorded:
             assert recorded["call"]["status"] == "succeeded"
             seen_while_running = True
